@@ -1,0 +1,217 @@
+"""The `edgerec` command line: a thin layer over the library.
+
+The library raises EdgerecErrors; only this module turns them into one-line
+messages and exit codes (1 other error, 2 bad input, 3 bad bundle, 4 device).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterator, Sequence
+
+import click
+
+from . import __version__
+from .errors import EdgerecError
+from .recommender import BUNDLE_ENV, Recommendation, Recommender, resolve_bundle_path
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
+
+
+def safe(text: object) -> str:
+    """Text fit for a terminal: control characters (ESC, NUL, ...) are shown escaped, never sent raw."""
+    return str(text).translate(_CONTROL).encode("utf-8", "replace").decode("utf-8")
+
+
+def _fail(message: str, code: int) -> "click.exceptions.Exit":
+    click.echo(f"edgerec: error: {safe(message)}", err=True)
+    return click.exceptions.Exit(code)
+
+
+class _Group(click.Group):
+    """Turns library errors into one line on stderr and the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgerecError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except (TypeError, ValueError) as exc:
+            raise _fail(str(exc), 2) from None
+        except OSError as exc:
+            raise _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 1) from None
+        except MemoryError:
+            raise _fail("out of memory", 1) from None
+
+
+def bundle_option(f: Any) -> Any:
+    return click.option(
+        "--bundle", "bundle", envvar=BUNDLE_ENV, type=click.Path(), default=None,
+        help=f"Bundle directory (default: ${BUNDLE_ENV}, else the bundle shipped with edgerec).",
+    )(f)
+
+
+def runtime_options(f: Any) -> Any:
+    f = click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one result per line.")(f)
+    f = click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="How many results.")(f)
+    f = click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="ONNX Runtime threads (default: all cores).")(f)
+    f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Where the encoder runs; cuda needs onnxruntime-gpu.")(f)
+    return bundle_option(f)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgerec")
+def main() -> None:
+    """On-device recommendations from a compressed language model.
+
+    \b
+    Examples:
+      edgerec query "a heist movie with a clever twist"
+      edgerec similar "Matrix, The (1999)" -k 5
+      edgerec recommend "Alien (1979)" "Blade Runner (1982)"
+      edgerec build my_items.jsonl --out my_bundle
+      edgerec info
+    """
+
+
+@main.command()
+@click.argument("text")
+@runtime_options
+def query(text: str, k: int, as_json: bool, threads: int | None, device: str, bundle: str | None) -> None:
+    """Items matching TEXT (use - to read the text from stdin)."""
+    if text == "-":
+        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    rec = Recommender.load(bundle, threads=threads, device=device)
+    _print(rec.query(text, k=k), as_json)
+
+
+@main.command()
+@click.argument("item_id")
+@runtime_options
+def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: str, bundle: str | None) -> None:
+    """Items like ITEM_ID."""
+    rec = Recommender.load(bundle, threads=threads, device=device)
+    _print(rec.similar(item_id, k=k), as_json)
+
+
+@main.command()
+@click.argument("history", nargs=-1, required=True)
+@click.option("--include-seen", is_flag=True, help="Allow items of the history in the results.")
+@runtime_options
+def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool, threads: int | None,
+              device: str, bundle: str | None) -> None:
+    """Items for someone who liked HISTORY (item ids, most recent last)."""
+    rec = Recommender.load(bundle, threads=threads, device=device)
+    _print(rec.recommend(list(history), k=k, exclude_seen=not include_seen), as_json)
+
+
+@main.command()
+@click.argument("catalog", type=click.Path())
+@click.option("--out", "out", required=True, type=click.Path(), help="Directory of the new bundle.")
+@click.option("--text-fields", default=None,
+              help="Comma-separated fields that make each item's text (default: the base bundle's, e.g. title,year,genres).")
+@click.option("--id-field", default="id", show_default=True, help="Field holding each item's unique id.")
+@click.option("--name", default=None, help="Bundle name (default: the --out directory's name).")
+@click.option("--force", is_flag=True, help="Replace --out if it is an existing bundle.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (default: all cores).")
+@bundle_option
+def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
+          threads: int | None, bundle: str | None) -> None:
+    """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv) with the encoder of --bundle."""
+    from .build import build_from_catalog
+
+    fields = [f.strip() for f in text_fields.split(",") if f.strip()] if text_fields else None
+    with _progress_bars() as progress:
+        manifest = build_from_catalog(
+            catalog, out, base=resolve_bundle_path(bundle), text_fields=fields, id_field=id_field,
+            name=name, threads=threads, overwrite=force, progress=progress,
+        )
+    click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
+               err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and providers as JSON.")
+@bundle_option
+def info(as_json: bool, bundle: str | None) -> None:
+    """What the bundle is: files, model, index, provenance figures, available providers."""
+    from .bundle import open_bundle
+    from .encoder import available_providers
+
+    opened = open_bundle(resolve_bundle_path(bundle))
+    manifest = opened.manifest
+    providers = available_providers()
+    if as_json:
+        body = json.loads(manifest.to_json())
+        click.echo(json.dumps({"path": str(opened.root), "manifest": body, "providers": providers}))
+        return
+    lines = [
+        f"bundle      {safe(manifest.name)}  ({safe(opened.root)})",
+        f"format      {manifest.format} v{manifest.schema_version}",
+        f"items       {manifest.items.count}  (text: {', '.join(manifest.items.text_fields)})",
+        f"encoder     dim {manifest.encoder.dim}, {manifest.encoder.pooling} pooling, "
+        f"max {manifest.encoder.max_length} tokens, inputs {', '.join(manifest.encoder.inputs)}",
+        f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
+        f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}",
+        "files",
+    ]
+    for role, entry in sorted(manifest.files.items()):
+        lines.append(f"  {role:<10}{entry.path:<16}{entry.size / 1e6:>8.2f} MB  sha256 {entry.sha256[:12]}")
+    lines.append("provenance")
+    lines.extend(f"  {line}" for line in _flatten(manifest.provenance))
+    lines.append(f"providers   {', '.join(providers)}")
+    click.echo("\n".join(safe(line) for line in lines))
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(inner, f"{prefix}{key}.")
+    else:
+        yield f"{prefix[:-1]}: {value if not isinstance(value, list) else ', '.join(map(str, value))}"
+
+
+def _print(results: list[Recommendation], as_json: bool) -> None:
+    if as_json:
+        for result in results:
+            click.echo(json.dumps(result.to_dict(), ensure_ascii=True))
+        return
+    for rank, result in enumerate(results, start=1):
+        extra = [v for k, v in result.metadata.items() if k != "title"]
+        described = "  ".join(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in extra)
+        title = result.metadata.get("title")
+        name = result.item_id if title in (None, "", result.item_id) else f"{title}  [{result.item_id}]"
+        click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {name}  {described}".rstrip()))
+
+
+class _progress_bars:
+    """One click progress bar per stage of a long job, on stderr."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._stage = ""
+        self._shown = 0
+
+    def __enter__(self) -> "_progress_bars":
+        return self
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self._close()
+            self._stage, self._shown = stage, 0
+            self._bar = click.progressbar(length=total, label=f"{stage:<9}", file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()

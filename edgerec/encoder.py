@@ -1,0 +1,168 @@
+"""Text to vectors: a fast tokenizer, one ONNX Runtime session, numpy pooling.
+
+Texts are padded only to the longest text of their batch (never to a fixed
+length), and long lists are sorted by token count before batching so that
+little padding is computed and dynamic-INT8 activation scales see little of
+it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import BundleError, EmptyQueryError, ProviderError
+from .manifest import EncoderSpec
+from .pooling import POOLERS, l2_normalize
+
+# Texts are cut to this many UTF-8 bytes before tokenizing: the model reads at
+# most a few hundred tokens, while tokenizing megabytes costs seconds and GBs.
+MAX_TEXT_BYTES = 32 * 1024
+DEFAULT_BATCH_SIZE = 32
+_TOKENIZE_CHUNK = 1024
+DEVICES = ("cpu", "cuda")
+
+Progress = Callable[[int], None]
+
+
+def clean_text(text: object, name: str = "text") -> str:
+    """Make a user's text safe to tokenize, or raise a clear error."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    data = text.encode("utf-8", errors="replace")  # lone surrogates become '?'
+    if len(data) > MAX_TEXT_BYTES:
+        data = data[:MAX_TEXT_BYTES]
+    cleaned = data.decode("utf-8", errors="ignore").strip()
+    if not cleaned.replace("\u200b", "").replace("\ufeff", "").strip():
+        raise EmptyQueryError(f"{name} is empty: give some words to search for")
+    return cleaned
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def make_session(model_path: Path, *, threads: int | None = None, device: str = "cpu"):  # -> ort.InferenceSession
+    """The one place an InferenceSession is built (never one per call)."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise ProviderError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ProviderError(
+                "device 'cuda' asked for, but ONNX Runtime offers only "
+                f"{', '.join(available)}; install onnxruntime-gpu with a matching CUDA, or use --device cpu"
+            )
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = int(threads) if threads else 0  # 0: all cores
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    except Exception as exc:  # ORT raises its own untyped errors
+        raise BundleError(f"{model_path}: ONNX Runtime cannot load the encoder ({exc})") from None
+
+
+def load_tokenizer(path: Path, spec: EncoderSpec):  # -> tokenizers.Tokenizer
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except BaseException as exc:  # the Rust side can panic; never let that escape as-is
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise BundleError(f"{path}: not a usable tokenizer ({exc})") from None
+    if tokenizer.get_vocab_size() > spec.vocab_size:
+        raise BundleError(
+            f"{path}: tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
+            f"{spec.vocab_size}: the tokenizer does not belong to this encoder"
+        )
+    tokenizer.no_padding()  # we pad per batch ourselves
+    tokenizer.enable_truncation(max_length=spec.max_length)
+    return tokenizer
+
+
+class TextEncoder:
+    """Encodes texts into unit-length float32 vectors with a bundled model."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        tokenizer_path: str | os.PathLike[str],
+        spec: EncoderSpec,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.spec = spec
+        self.tokenizer = load_tokenizer(Path(tokenizer_path), spec)
+        self.session = make_session(Path(model_path), threads=threads, device=device)
+        self._input_names = self._check_graph(Path(model_path))
+        self._pool = POOLERS[spec.pooling]
+        padding = self.tokenizer.padding
+        pad_id = padding["pad_id"] if padding else self.tokenizer.token_to_id("[PAD]")
+        self._pad_id = int(pad_id or 0)
+
+    def _check_graph(self, model_path: Path) -> list[str]:
+        graph_inputs = [i.name for i in self.session.get_inputs()]
+        if sorted(graph_inputs) != sorted(self.spec.inputs):
+            raise BundleError(
+                f"{model_path}: the graph takes {graph_inputs}, the manifest says {list(self.spec.inputs)}"
+            )
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if self.spec.output not in outputs:
+            raise BundleError(f"{model_path}: the graph has no output {self.spec.output!r} (it has {sorted(outputs)})")
+        width = outputs[self.spec.output][-1]
+        if isinstance(width, int) and width != self.spec.dim:
+            raise BundleError(f"{model_path}: the graph outputs {width}-d vectors, the manifest says {self.spec.dim}")
+        return graph_inputs
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Vectors for ``texts``, shape (len(texts), dim), float32, in input order."""
+        out = np.empty((len(texts), self.spec.dim), dtype=np.float32)
+        for start in range(0, len(texts), _TOKENIZE_CHUNK):
+            chunk = list(texts[start : start + _TOKENIZE_CHUNK])
+            encodings = self.tokenizer.encode_batch(chunk)
+            order = sorted(range(len(chunk)), key=lambda i: len(encodings[i].ids))
+            for b in range(0, len(order), batch_size):
+                rows = order[b : b + batch_size]
+                out[[start + r for r in rows]] = self._run([encodings[r] for r in rows])
+                if progress is not None:
+                    progress(len(rows))
+        return out
+
+    def _run(self, encodings: list) -> np.ndarray:
+        longest = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), longest), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), longest), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = encoding.ids
+            mask[row, :n] = 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})[0]
+        vectors = self._pool(hidden, mask)
+        if self.spec.normalize:
+            vectors = l2_normalize(vectors)
+        return vectors.astype(np.float32, copy=False)

@@ -1,0 +1,58 @@
+"""The one error hierarchy of edgerec.
+
+The library raises only these (plus TypeError for arguments of the wrong
+type); the CLI turns them into one-line messages and exit codes.
+"""
+
+from __future__ import annotations
+
+
+class EdgerecError(Exception):
+    """Base of every error edgerec raises on purpose."""
+
+    exit_code = 1
+
+
+class BundleError(EdgerecError):
+    """A bundle is missing, damaged, or does not match its manifest."""
+
+    exit_code = 3
+
+
+class ManifestError(BundleError):
+    """manifest.json is missing, malformed, or of an unknown schema."""
+
+
+class IntegrityError(BundleError):
+    """A bundle file's size or sha256 differs from what the manifest records."""
+
+
+class InputError(EdgerecError, ValueError):
+    """An argument has the right type but an unusable value."""
+
+    exit_code = 2
+
+
+class EmptyQueryError(InputError):
+    """A query text that is empty or whitespace only."""
+
+
+class UnknownItemError(InputError, KeyError):
+    """An item id the bundle does not contain."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+    def __str__(self) -> str:
+        return f"unknown item id {self.item_id!r}: look ids up with `edgerec query --json`"
+
+
+class CatalogError(InputError):
+    """A catalogue file handed to `build` cannot be used."""
+
+
+class ProviderError(EdgerecError):
+    """The requested ONNX Runtime execution provider is not available."""
+
+    exit_code = 4

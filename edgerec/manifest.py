@@ -1,0 +1,227 @@
+"""The schema of manifest.json: the contract between export/ and edgerec/.
+
+Frozen dataclasses checked in ``__post_init__``; ``Manifest.from_json`` is the
+only parser and ``Manifest.to_json`` the only serialiser. The manifest carries
+what the binary files do not: hnswlib needs space and dim before it can load
+an index, ONNX Runtime does not know how to pool, and nothing else records
+which file is which or what its hash must be.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import MISSING, asdict, dataclass, field
+from typing import Any, Mapping
+
+from .errors import ManifestError
+
+FORMAT = "edgerec-bundle"
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+# Roles every bundle has; the reader refuses a manifest missing one.
+REQUIRED_FILES = ("encoder", "tokenizer", "index", "items")
+POOLINGS = ("mean", "cls")
+SPACES = ("ip", "cosine", "l2")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ManifestError(f"manifest.json: {message}")
+
+
+def _positive_int(value: Any, name: str) -> None:
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        f"{name} must be a positive integer, got {value!r}",
+    )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the bundle: where it is (relative) and what it must hash to."""
+
+    path: str
+    size: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.path, str) and self.path != "", f"file path must be a non-empty string, got {self.path!r}")
+        # Only plain names inside the bundle root: no directories, no escapes.
+        _require(
+            "/" not in self.path and "\\" not in self.path and "\x00" not in self.path
+            and self.path not in (".", "..") and ":" not in self.path,
+            f"file path {self.path!r} must be a plain file name inside the bundle",
+        )
+        _require(isinstance(self.size, int) and not isinstance(self.size, bool) and self.size >= 0,
+                 f"size of {self.path!r} must be a non-negative integer, got {self.size!r}")
+        _require(isinstance(self.sha256, str) and bool(_SHA256.match(self.sha256)),
+                 f"sha256 of {self.path!r} must be 64 lowercase hex digits, got {self.sha256!r}")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to turn text into a vector with the bundled ONNX graph."""
+
+    max_length: int
+    pooling: str
+    normalize: bool
+    dim: int
+    inputs: tuple[str, ...]
+    output: str
+    vocab_size: int
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_length, "encoder.max_length")
+        _positive_int(self.dim, "encoder.dim")
+        _positive_int(self.vocab_size, "encoder.vocab_size")
+        _require(self.pooling in POOLINGS, f"encoder.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _require(isinstance(self.normalize, bool), f"encoder.normalize must be true or false, got {self.normalize!r}")
+        _require(
+            len(self.inputs) > 0 and all(name in MODEL_INPUTS for name in self.inputs) and "input_ids" in self.inputs,
+            f"encoder.inputs must name input_ids and only {MODEL_INPUTS}, got {list(self.inputs)!r}",
+        )
+        _require(isinstance(self.output, str) and self.output != "", f"encoder.output must be a name, got {self.output!r}")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """What hnswlib needs to load and search the index (it stores none of it itself).
+
+    Labels are row numbers of the item table: label i is the item on line i of
+    the items file.
+    """
+
+    space: str
+    dim: int
+    m: int
+    ef_construction: int
+    ef: int
+    count: int
+    label_map: str = "items-row"
+
+    def __post_init__(self) -> None:
+        _require(self.space in SPACES, f"index.space must be one of {SPACES}, got {self.space!r}")
+        for name in ("dim", "m", "ef_construction", "ef", "count"):
+            _positive_int(getattr(self, name), f"index.{name}")
+        _require(self.label_map == "items-row", f"index.label_map must be 'items-row', got {self.label_map!r}")
+
+
+@dataclass(frozen=True)
+class ItemsSpec:
+    """The item table: JSON Lines, one object per item, in label order."""
+
+    count: int
+    id_field: str
+    text_fields: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _positive_int(self.count, "items.count")
+        _require(self.id_field in self.columns, f"items.id_field {self.id_field!r} is not among items.columns")
+        _require(len(self.text_fields) > 0 and all(f in self.columns for f in self.text_fields),
+                 f"items.text_fields {list(self.text_fields)!r} must be non-empty columns of the table")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a reader needs to verify and open a bundle."""
+
+    name: str
+    files: Mapping[str, FileEntry]
+    encoder: EncoderSpec
+    index: IndexSpec
+    items: ItemsSpec
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _require(self.format == FORMAT, f"format must be {FORMAT!r}, got {self.format!r}")
+        _require(self.schema_version == SCHEMA_VERSION,
+                 f"schema_version {self.schema_version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "
+                 "upgrade edgerec or rebuild the bundle")
+        missing = [role for role in REQUIRED_FILES if role not in self.files]
+        _require(not missing, f"files lacks {missing}")
+        paths = [entry.path for entry in self.files.values()]
+        _require(len(set(paths)) == len(paths), f"two roles share one file: {sorted(paths)}")
+        _require(MANIFEST_NAME not in paths, f"{MANIFEST_NAME} cannot list itself")
+        _require(self.encoder.dim == self.index.dim,
+                 f"encoder.dim {self.encoder.dim} differs from index.dim {self.index.dim}")
+        _require(self.items.count == self.index.count,
+                 f"items.count {self.items.count} differs from index.count {self.index.count}")
+
+    # -- one writer -------------------------------------------------------
+    def to_json(self) -> str:
+        body = {
+            "format": self.format,
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "files": {role: asdict(entry) for role, entry in sorted(self.files.items())},
+            "encoder": asdict(self.encoder),
+            "index": asdict(self.index),
+            "items": asdict(self.items),
+            "provenance": dict(self.provenance),
+        }
+        return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+
+    # -- one reader -------------------------------------------------------
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ManifestError(f"manifest.json is not valid JSON ({exc}); rebuild the bundle") from None
+        _require(isinstance(raw, dict), "top level must be an object")
+        _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
+        keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "provenance"}
+        unknown = sorted(set(raw) - keys)
+        _require(not unknown, f"unknown fields {unknown}")
+        version = raw.get("schema_version")
+        _require(version == SCHEMA_VERSION,
+                 f"schema_version {version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "
+                 "upgrade edgerec or rebuild the bundle")
+        try:
+            files = raw["files"]
+            _require(isinstance(files, dict), "files must be an object")
+            return cls(
+                name=_str(raw["name"], "name"),
+                files={str(role): FileEntry(**_obj(entry, f"files.{role}")) for role, entry in files.items()},
+                encoder=_build(EncoderSpec, raw["encoder"], "encoder", tuples=("inputs",)),
+                index=_build(IndexSpec, raw["index"], "index"),
+                items=_build(ItemsSpec, raw["items"], "items", tuples=("text_fields", "columns")),
+                provenance=_obj(raw.get("provenance", {}), "provenance"),
+            )
+        except KeyError as exc:
+            raise ManifestError(f"manifest.json: missing field {exc.args[0]!r}") from None
+        except TypeError as exc:
+            raise ManifestError(f"manifest.json: {exc}") from None
+
+
+def _str(value: Any, name: str) -> str:
+    _require(isinstance(value, str), f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _obj(value: Any, name: str) -> dict[str, Any]:
+    _require(isinstance(value, dict), f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _build(kind: type, value: Any, name: str, tuples: tuple[str, ...] = ()) -> Any:
+    body = dict(_obj(value, name))
+    for key in tuples:
+        if key in body:
+            _require(isinstance(body[key], list) and all(isinstance(v, str) for v in body[key]),
+                     f"{name}.{key} must be a list of strings, got {body[key]!r}")
+            body[key] = tuple(body[key])
+    known = set(kind.__dataclass_fields__)
+    unknown = sorted(set(body) - known)
+    _require(not unknown, f"unknown fields in {name}: {unknown}")
+    missing = sorted(k for k, f in kind.__dataclass_fields__.items()
+                     if k not in body and f.default is MISSING and f.default_factory is MISSING)
+    _require(not missing, f"{name} lacks {missing}")
+    return kind(**body)

@@ -1,0 +1,30 @@
+"""Pooling and normalisation: pure numpy, so they can be tested alone."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Average the token vectors of each text, ignoring padding.
+
+    hidden: (batch, tokens, dim); attention_mask: (batch, tokens) of 0/1.
+    """
+    mask = attention_mask.astype(hidden.dtype)[:, :, None]
+    summed = (hidden * mask).sum(axis=1)
+    counts = np.maximum(mask.sum(axis=1), 1e-9)
+    return summed / counts
+
+
+def cls_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """The vector of the first ([CLS]) token of each text."""
+    return hidden[:, 0, :]
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Scale each row to unit length; all-zero rows stay zero."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+POOLERS = {"mean": mean_pool, "cls": cls_pool}

@@ -1,0 +1,154 @@
+"""The public API: a loaded bundle that answers queries.
+
+One ONNX Runtime session and one hnswlib index per ``Recommender``; both are
+safe to share between threads for reading.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .bundle import Bundle, open_bundle
+from .encoder import TextEncoder, clean_text
+from .errors import EmptyQueryError, InputError, UnknownItemError
+from .index import ItemIndex
+from .items import ItemTable
+
+BUNDLE_ENV = "EDGEREC_BUNDLE"
+MAX_K = 10_000
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One result: the item's id, its similarity score (cosine, higher is closer) and its metadata."""
+
+    item_id: str
+    score: float
+    metadata: Mapping[str, Any]
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title", self.item_id))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "score": round(self.score, 6), **{k: v for k, v in self.metadata.items()}}
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped in the wheel (or, in a source checkout, artifacts/default)."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "_bundle"
+    if (shipped / "manifest.json").is_file():
+        return shipped
+    return here.parent / "artifacts" / "default"
+
+
+def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(BUNDLE_ENV)
+    return Path(env) if env else default_bundle_path()
+
+
+class Recommender:
+    """Recommendations from one bundle. Build it with ``Recommender.load``."""
+
+    def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable) -> None:
+        self.bundle = bundle
+        self.encoder = encoder
+        self.index = index
+        self.items = items
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> "Recommender":
+        """Verify and open a bundle (None: $EDGEREC_BUNDLE, else the default bundle)."""
+        bundle = open_bundle(resolve_bundle_path(path))
+        manifest = bundle.manifest
+        items = ItemTable.load(bundle.path("items"), manifest.items)
+        index = ItemIndex.load(bundle.path("index"), manifest.index)
+        encoder = TextEncoder(
+            bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
+        )
+        return cls(bundle, encoder, index, items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    # -- vectors -----------------------------------------------------------
+    def encode(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text (a single str gives one row)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, Sequence):
+            raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
+        cleaned = [clean_text(t, name=f"texts[{i}]") for i, t in enumerate(texts)]
+        if not cleaned:
+            return np.empty((0, self.encoder.spec.dim), dtype=np.float32)
+        return self.encoder.encode(cleaned, batch_size=batch_size)
+
+    # -- recommendations -----------------------------------------------------
+    def query(self, text: str, k: int = 10) -> list[Recommendation]:
+        """Items that match a free-text description."""
+        k = self._check_k(k)
+        vector = self.encoder.encode([clean_text(text)])[0]
+        return self._results(*self.index.search(vector, k))
+
+    def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
+        """Items like ``item_id`` (the item itself is left out)."""
+        k = self._check_k(k)
+        label = self._label(item_id)
+        vector = self.index.vectors([label])[0]
+        return self._results(*self.index.search(vector, k, exclude=[label]))
+
+    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True) -> list[Recommendation]:
+        """Items for a user who liked ``history`` (item ids, most recent last)."""
+        k = self._check_k(k)
+        if isinstance(history, str) or not isinstance(history, Sequence):
+            raise TypeError("history must be a sequence of item ids, e.g. ['Alien (1979)']")
+        if len(history) == 0:
+            raise EmptyQueryError("history is empty: give at least one item id")
+        labels = [self._label(item_id) for item_id in history]
+        vector = self.user_vector(labels)
+        return self._results(*self.index.search(vector, k, exclude=labels if exclude_seen else ()))
+
+    def user_vector(self, labels: Sequence[int]) -> np.ndarray:
+        """The user representation: the normalised mean of the history's item vectors."""
+        mean = self.index.vectors(labels).mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    # -- helpers -------------------------------------------------------------
+    def _check_k(self, k: object) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__}")
+        if not 1 <= k <= MAX_K:
+            raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+        return min(int(k), len(self.items))
+
+    def _label(self, item_id: object) -> int:
+        if not isinstance(item_id, str):
+            raise TypeError(f"item ids are str, got {type(item_id).__name__}")
+        try:
+            return self.items.labels[item_id]
+        except KeyError:
+            raise UnknownItemError(item_id) from None
+
+    def _results(self, labels: np.ndarray, scores: np.ndarray) -> list[Recommendation]:
+        records = self.items.records
+        id_field = self.items.id_field
+        out = []
+        for label, score in zip(labels.tolist(), scores.tolist()):
+            record = records[label]
+            metadata = {k: v for k, v in record.items() if k != id_field}
+            out.append(Recommendation(item_id=record[id_field], score=float(score), metadata=metadata))
+        return out
