@@ -93,9 +93,10 @@ def _check_plain_file(path: Path, label: str, missing_hint: str) -> os.stat_resu
 
 def _verify_file(root: Path, role: str, entry: FileEntry) -> None:
     path = root / entry.path
+    # lstat first: a symlink (even a loop) is refused before anything follows it.
+    info = _check_plain_file(path, f"{role} file", missing_hint="the bundle is incomplete; rebuild or re-copy it")
     if path.resolve().parent != root:
         raise IntegrityError(f"{path}: {role} file resolves outside the bundle")
-    info = _check_plain_file(path, f"{role} file", missing_hint="the bundle is incomplete; rebuild or re-copy it")
     if info.st_size != entry.size:
         raise IntegrityError(
             f"{path}: {role} file is {info.st_size} bytes, the manifest says {entry.size}; "
@@ -120,11 +121,7 @@ class BundleWriter:
     def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.out = Path(out).absolute()
         self.overwrite = overwrite
-        if self.out.exists() and not overwrite:
-            raise BundleError(f"{self.out}: already exists; choose another --out or pass --force")
-        if self.out.exists() and not (self.out / MANIFEST_NAME).is_file():
-            # Never replace a directory that is not a bundle: it may be someone's data.
-            raise BundleError(f"{self.out}: exists and is not a bundle; refusing to replace it")
+        self._check_out()
         parent = self.out.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +129,13 @@ class BundleWriter:
         except OSError as exc:
             raise BundleError(f"{parent}: cannot write here ({exc.strerror})") from None
         self._done = False
+
+    def _check_out(self) -> None:
+        if self.out.exists() and not self.overwrite:
+            raise BundleError(f"{self.out}: already exists; choose another --out or pass --force")
+        if self.out.exists() and not (self.out / MANIFEST_NAME).is_file():
+            # Never replace a directory that is not a bundle: it may be someone's data.
+            raise BundleError(f"{self.out}: exists and is not a bundle; refusing to replace it")
 
     def __enter__(self) -> "BundleWriter":
         return self
@@ -171,6 +175,7 @@ class BundleWriter:
         return manifest
 
     def _publish(self) -> None:
+        self._check_out()  # again: building took a while and someone may have made `out` since
         old = None
         if self.out.exists():
             old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")

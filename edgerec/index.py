@@ -7,6 +7,7 @@ Labels are item-table row numbers (0 .. count-1).
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -19,6 +20,41 @@ DEFAULT_M = 16
 DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF = 64
 _ADD_CHUNK = 4096
+# hnswlib's saveIndex header: six size_t, int maxlevel, uint enterpoint,
+# size_t maxM, maxM0, M, double mult, size_t ef_construction (96 bytes).
+_HEADER = struct.Struct("<6QiI3QdQ")
+
+
+def check_header(path: Path, spec: IndexSpec) -> None:
+    """Refuse an index file whose header does not fit the manifest, before hnswlib reads it.
+
+    hnswlib trusts these fields blindly: a wrong dim reads past each vector, a
+    count above max_elements or an entry point out of range corrupts the heap.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEADER.size)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read the index ({exc.strerror})") from None
+    if len(head) < _HEADER.size:
+        raise BundleError(f"{path}: too short for an hnswlib index ({len(head)} bytes)")
+    (offset_level0, max_elements, count, size_per_element, label_offset, offset_data,
+     max_level, entry_point, _max_m, max_m0, m, _mult, ef_construction) = _HEADER.unpack(head)
+    problems = []
+    if count != spec.count:
+        problems.append(f"holds {count} items, the manifest says {spec.count}")
+    if label_offset - offset_data != 4 * spec.dim:
+        problems.append(f"stores {(label_offset - offset_data) // 4}-d vectors, the manifest says {spec.dim}")
+    if m != spec.m or max_m0 != 2 * m or ef_construction != spec.ef_construction:
+        problems.append(f"was built with M={m}, ef_construction={ef_construction}, the manifest says "
+                        f"M={spec.m}, ef_construction={spec.ef_construction}")
+    if (offset_level0 != 0 or max_elements < count or entry_point >= max(count, 1) or max_level < 0
+            or size_per_element != label_offset + 8 or offset_data != 4 + 4 * max_m0):
+        problems.append("has an inconsistent header")
+    if path.stat().st_size < _HEADER.size + count * size_per_element + 4 * count:
+        problems.append("is shorter than its header says")
+    if problems:
+        raise BundleError(f"{path}: the index {'; '.join(problems)}; rebuild the bundle")
 
 
 class ItemIndex:
@@ -33,16 +69,12 @@ class ItemIndex:
     def load(cls, path: Path, spec: IndexSpec) -> "ItemIndex":
         import hnswlib
 
+        check_header(path, spec)
         native = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:
             native.load_index(str(path), max_elements=spec.count)
         except Exception as exc:
             raise BundleError(f"{path}: hnswlib cannot load the index ({exc})") from None
-        if native.get_current_count() != spec.count or native.dim != spec.dim:
-            raise BundleError(
-                f"{path}: index holds {native.get_current_count()} vectors of dim {native.dim}, "
-                f"the manifest says {spec.count} of dim {spec.dim}"
-            )
         return cls(native, spec)
 
     @classmethod
@@ -82,6 +114,8 @@ class ItemIndex:
 
     def search(self, vector: np.ndarray, k: int, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (labels, similarities) for one vector, best first, without ``exclude``."""
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.spec.dim:
             raise InputError(f"query vector has {query.shape[1]} dims, the index holds {self.spec.dim}")

@@ -8,6 +8,7 @@ the encoder reads, used by the export stage and by ``edgerec build`` alike.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,13 +93,17 @@ def read_catalog(path: str | Path, *, id_field: str = "id") -> list[dict[str, An
     if kind is None:
         raise CatalogError(f"{path}: unknown catalogue type; use .jsonl, .csv or .tsv")
     try:
-        rows = list(_read_rows(path, kind))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise CatalogError(f"{path}: is a directory, not a catalogue file") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CatalogError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
+    rows = _jsonl_rows(path, text) if kind == "jsonl" else _csv_rows(path, text, "\t" if kind == "tsv" else ",")
     records: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for number, record in rows:
@@ -115,25 +120,29 @@ def read_catalog(path: str | Path, *, id_field: str = "id") -> list[dict[str, An
     return records
 
 
-def _read_rows(path: Path, kind: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        if kind == "jsonl":
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CatalogError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise CatalogError(f"{path}: line {number} is not a JSON object")
-                yield number, record
-        else:
-            reader = csv.DictReader(handle, delimiter="\t" if kind == "tsv" else ",")
-            for record in reader:
-                if None in record:
-                    raise CatalogError(f"{path}: line {reader.line_num} has more fields than the header")
-                yield reader.line_num, {k: v for k, v in record.items() if v is not None}
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as exc:  # ValueError also covers integers of >4300 digits
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+            raise CatalogError(f"{path}: line {number} is not valid JSON ({reason})") from None
+        if not isinstance(record, dict):
+            raise CatalogError(f"{path}: line {number} is not a JSON object")
+        yield number, record
+
+
+def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        for record in reader:
+            if None in record:
+                raise CatalogError(f"{path}: line {reader.line_num} has more fields than the header")
+            yield reader.line_num, {k: v for k, v in record.items() if v is not None}
+    except csv.Error as exc:
+        raise CatalogError(f"{path}: line {reader.line_num + 1} is not valid CSV ({exc})") from None
 
 
 def choose_text_fields(records: Iterable[Mapping[str, Any]], preferred: Sequence[str], id_field: str) -> tuple[str, ...]:

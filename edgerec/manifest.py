@@ -141,7 +141,7 @@ class Manifest:
 
     def __post_init__(self) -> None:
         _require(self.format == FORMAT, f"format must be {FORMAT!r}, got {self.format!r}")
-        _require(self.schema_version == SCHEMA_VERSION,
+        _require(type(self.schema_version) is int and self.schema_version == SCHEMA_VERSION,
                  f"schema_version {self.schema_version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "
                  "upgrade edgerec or rebuild the bundle")
         missing = [role for role in REQUIRED_FILES if role not in self.files]
@@ -173,7 +173,7 @@ class Manifest:
     def from_json(cls, text: str) -> "Manifest":
         try:
             raw = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also integers of >4300 digits
             raise ManifestError(f"manifest.json is not valid JSON ({exc}); rebuild the bundle") from None
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
@@ -181,7 +181,7 @@ class Manifest:
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
         version = raw.get("schema_version")
-        _require(version == SCHEMA_VERSION,
+        _require(type(version) is int and version == SCHEMA_VERSION,
                  f"schema_version {version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "
                  "upgrade edgerec or rebuild the bundle")
         try:

@@ -1,0 +1,161 @@
+"""ItemIndex: hnswlib behind a typed wrapper that checks queries and k."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgerec.errors import BundleError, InputError
+from edgerec.index import ItemIndex
+from edgerec.manifest import IndexSpec
+
+COUNT, DIM = 2000, 32
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    rows = rng.normal(size=(n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    return unit_rows(np.random.default_rng(42), COUNT)
+
+
+@pytest.fixture(scope="module")
+def index(vectors: np.ndarray) -> ItemIndex:
+    return ItemIndex.build(vectors)
+
+
+@pytest.fixture(scope="module")
+def queries() -> np.ndarray:
+    return unit_rows(np.random.default_rng(7), 100)
+
+
+def test_build_records_the_spec(index: ItemIndex) -> None:
+    assert index.spec == IndexSpec(space="ip", dim=DIM, m=16, ef_construction=200, ef=64, count=COUNT)
+
+
+def test_recall_at_10_against_exact_search(index: ItemIndex, vectors: np.ndarray, queries: np.ndarray) -> None:
+    # Threshold: mean recall@10 >= 0.95 over 100 queries (HNSW with M=16, ef=64 on
+    # 2,000 random 32-d unit vectors typically reaches ~0.99).
+    hits = 0
+    for query in queries:
+        exact = set(np.argsort(-(vectors @ query))[:10])
+        labels, _ = index.search(query, 10)
+        hits += len(exact & set(labels.tolist()))
+    recall = hits / (10 * len(queries))
+    assert recall >= 0.95, f"recall@10 = {recall:.3f}"
+
+
+def test_scores_are_sorted_dot_products(index: ItemIndex, vectors: np.ndarray, queries: np.ndarray) -> None:
+    for query in queries[:20]:
+        labels, scores = index.search(query, 10)
+        assert labels.dtype == np.int64 and scores.dtype == np.float32
+        assert len(labels) == 10 and len(set(labels.tolist())) == 10
+        assert np.all(np.diff(scores) <= 0)
+        np.testing.assert_allclose(scores, vectors[labels] @ query, atol=1e-5)
+
+
+def test_item_vector_finds_itself_first(index: ItemIndex, vectors: np.ndarray) -> None:
+    labels, scores = index.search(vectors[123], 3)
+    assert labels[0] == 123
+    assert scores[0] == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(index.vectors([123, 5]), vectors[[123, 5]], atol=1e-6)
+
+
+def test_save_then_load_searches_identically(index: ItemIndex, queries: np.ndarray, tmp_path: Path) -> None:
+    path = tmp_path / "index.hnsw"
+    index.save(path)
+    loaded = ItemIndex.load(path, index.spec)
+    assert loaded.spec == index.spec
+    for query in queries[:20]:
+        labels, scores = index.search(query, 10)
+        loaded_labels, loaded_scores = loaded.search(query, 10)
+        assert np.array_equal(labels, loaded_labels)
+        assert np.array_equal(scores, loaded_scores)
+
+
+def test_load_refuses_a_count_the_file_does_not_hold(index: ItemIndex, tmp_path: Path) -> None:
+    path = tmp_path / "index.hnsw"
+    index.save(path)
+    spec = IndexSpec(space="ip", dim=DIM, m=16, ef_construction=200, ef=64, count=COUNT + 1)
+    with pytest.raises(BundleError, match=f"index holds {COUNT} items"):
+        ItemIndex.load(path, spec)
+
+
+@pytest.mark.parametrize("dim", [DIM // 2, DIM * 2])
+def test_load_refuses_a_dim_the_file_does_not_hold(index: ItemIndex, tmp_path: Path, dim: int) -> None:
+    path = tmp_path / "index.hnsw"
+    index.save(path)
+    spec = IndexSpec(space="ip", dim=dim, m=16, ef_construction=200, ef=64, count=COUNT)
+    with pytest.raises(BundleError):
+        ItemIndex.load(path, spec)
+
+
+def test_load_refuses_a_missing_file(tmp_path: Path) -> None:
+    spec = IndexSpec(space="ip", dim=DIM, m=16, ef_construction=200, ef=64, count=COUNT)
+    with pytest.raises(BundleError, match="cannot read"):
+        ItemIndex.load(tmp_path / "absent.hnsw", spec)
+
+
+def test_exclude_drops_labels_and_still_returns_k(index: ItemIndex, queries: np.ndarray) -> None:
+    query = queries[0]
+    top, _ = index.search(query, 13)
+    excluded = top[[0, 2, 5]].tolist()
+    labels, scores = index.search(query, 10, exclude=excluded)
+    assert len(labels) == 10 and len(scores) == 10
+    assert not set(excluded) & set(labels.tolist())
+    assert labels.tolist() == [label for label in top.tolist() if label not in excluded][:10]
+
+
+def test_exclude_of_unknown_labels_changes_nothing(index: ItemIndex, queries: np.ndarray) -> None:
+    plain, _ = index.search(queries[1], 10)
+    labels, _ = index.search(queries[1], 10, exclude=[COUNT + 5, -1])
+    assert np.array_equal(plain, labels)
+
+
+@pytest.mark.parametrize("k", [20, 21, 1000])
+def test_k_larger_than_count_is_clamped(k: int) -> None:
+    vectors = unit_rows(np.random.default_rng(3), 20, dim=8)
+    small = ItemIndex.build(vectors)
+    labels, scores = small.search(vectors[0], k)
+    assert sorted(labels.tolist()) == list(range(20))
+    assert len(scores) == 20
+    labels, _ = small.search(vectors[0], k, exclude=[0, 1])
+    assert sorted(labels.tolist()) == list(range(2, 20))
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_k_below_one_is_refused(index: ItemIndex, queries: np.ndarray, k: int) -> None:
+    with pytest.raises(InputError, match="at least 1"):
+        index.search(queries[0], k, exclude=[1, 2])
+
+
+def _bad_width(rng: np.random.Generator) -> np.ndarray:
+    return unit_rows(rng, 1, DIM - 1)[0]
+
+
+def _two_rows(rng: np.random.Generator) -> np.ndarray:
+    return unit_rows(rng, 2)
+
+
+def _with(value: float):
+    def make(rng: np.random.Generator) -> np.ndarray:
+        query = unit_rows(rng, 1)[0]
+        query[3] = value
+        return query
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [(_bad_width, "31 dims"), (_two_rows, "64 dims"), (_with(np.nan), "NaN"), (_with(np.inf), "infinity"),
+     (_with(-np.inf), "infinity")],
+    ids=["width-31", "two-rows", "nan", "inf", "-inf"],
+)
+def test_unusable_query_is_an_input_error(index: ItemIndex, make, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        index.search(make(np.random.default_rng(0)), 5)
