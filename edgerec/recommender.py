@@ -36,7 +36,9 @@ class Recommendation:
         return str(self.metadata.get("title", self.item_id))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "score": round(self.score, 6), **{k: v for k, v in self.metadata.items()}}
+        """Flat JSON-ready record; metadata fields named item_id or score cannot shadow the real ones."""
+        body = {k: v for k, v in self.metadata.items() if k not in ("item_id", "score")}
+        return {"item_id": self.item_id, "score": round(self.score, 6), **body}
 
 
 def default_bundle_path() -> Path:

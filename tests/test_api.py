@@ -200,3 +200,8 @@ def test_build_from_catalog_works_with_torch_unimportable(tiny_bundle, tmp_path)
     # The item text is made from the chosen fields and encoded by the base bundle's model.
     stored = rec.index.vectors([rec.items.labels["A3"]])[0]
     assert float(stored @ rec.encode("Night ghost. haunted house")[0]) > 0.95
+
+
+def test_json_record_keeps_id_and_score_when_metadata_has_the_same_names():
+    record = Recommendation(item_id="a", score=0.5, metadata={"score": "5 stars", "item_id": "x", "title": "T"})
+    assert record.to_dict() == {"item_id": "a", "score": 0.5, "title": "T"}
