@@ -19,7 +19,7 @@ from .encoder import TextEncoder
 from .errors import CatalogError
 from .index import DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, ItemIndex
 from .items import ItemTable, choose_text_fields, item_text, read_catalog
-from .manifest import EncoderSpec, ItemsSpec, Manifest
+from .manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
 
 # progress(stage, done, total): called as work advances.
 Progress = Callable[[str, int, int], None]
@@ -45,6 +45,7 @@ def build_bundle(
     tokenizer_path: Path,
     encoder_spec: EncoderSpec,
     text_fields: Sequence[str],
+    user: UserSpec = UserSpec(),
     id_field: str = "id",
     name: str,
     provenance: Mapping[str, Any] | None = None,
@@ -110,6 +111,7 @@ def build_bundle(
             encoder=encoder_spec,
             index=index.spec,
             items=items_spec,
+            user=user,
             provenance={**(provenance or {}), "build": build_facts},
         )
 
@@ -147,6 +149,7 @@ def build_from_catalog(
         tokenizer_path=source.path("tokenizer"),
         encoder_spec=source.manifest.encoder,
         text_fields=fields,
+        user=source.manifest.user,  # the model's training window goes with the model
         id_field=id_field,
         name=name or Path(out).name,
         provenance=provenance,

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Mapping
 
 from .errors import BundleError, IntegrityError, ManifestError
-from .manifest import MANIFEST_NAME, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest
+from .manifest import MANIFEST_NAME, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
 
 # Canonical file names a writer uses for each role.
 FILE_NAMES = {
@@ -158,6 +158,7 @@ class BundleWriter:
         index: IndexSpec,
         items: ItemsSpec,
         provenance: Mapping[str, Any],
+        user: UserSpec = UserSpec(),
     ) -> Manifest:
         files = {}
         for role, file_name in FILE_NAMES.items():
@@ -165,7 +166,8 @@ class BundleWriter:
             if path.exists():
                 _fsync_file(path)
                 files[role] = FileEntry(path=file_name, size=path.stat().st_size, sha256=sha256_of(path))
-        manifest = Manifest(name=name, files=files, encoder=encoder, index=index, items=items, provenance=provenance)
+        manifest = Manifest(name=name, files=files, encoder=encoder, index=index, items=items, user=user,
+                            provenance=provenance)
         manifest_path = self.staging / MANIFEST_NAME
         manifest_path.write_text(manifest.to_json(), encoding="utf-8")
         _fsync_file(manifest_path)

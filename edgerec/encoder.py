@@ -152,7 +152,11 @@ class TextEncoder:
                     progress(len(rows))
         return out
 
-    def _run(self, encodings: list) -> np.ndarray:
+    def model_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The graph's input arrays for one batch of texts (padded to the longest): for calibration and timing."""
+        return self._feed(self.tokenizer.encode_batch(list(texts)))[0]
+
+    def _feed(self, encodings: list) -> tuple[dict[str, np.ndarray], np.ndarray]:
         longest = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), longest), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), longest), dtype=np.int64)
@@ -161,7 +165,11 @@ class TextEncoder:
             ids[row, :n] = encoding.ids
             mask[row, :n] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})[0]
+        return {name: feed[name] for name in self._input_names}, mask
+
+    def _run(self, encodings: list) -> np.ndarray:
+        feed, mask = self._feed(encodings)
+        hidden = self.session.run([self.spec.output], feed)[0]
         vectors = self._pool(hidden, mask)
         if self.spec.normalize:
             vectors = l2_normalize(vectors)

@@ -127,6 +127,23 @@ class ItemsSpec:
 
 
 @dataclass(frozen=True)
+class UserSpec:
+    """How `recommend` turns a history into a search vector (edgerec.user).
+
+    ``window``: how many of the most recent history items are averaged; the
+    model was trained with this window, so the runtime uses the same.
+    """
+
+    representation: str = "mean-of-recent"
+    window: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.representation == "mean-of-recent",
+                 f"user.representation must be 'mean-of-recent', got {self.representation!r}")
+        _positive_int(self.window, "user.window")
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a reader needs to verify and open a bundle."""
 
@@ -135,6 +152,7 @@ class Manifest:
     encoder: EncoderSpec
     index: IndexSpec
     items: ItemsSpec
+    user: UserSpec = field(default_factory=UserSpec)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     schema_version: int = SCHEMA_VERSION
@@ -164,6 +182,7 @@ class Manifest:
             "encoder": asdict(self.encoder),
             "index": asdict(self.index),
             "items": asdict(self.items),
+            "user": asdict(self.user),
             "provenance": dict(self.provenance),
         }
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
@@ -177,7 +196,7 @@ class Manifest:
             raise ManifestError(f"manifest.json is not valid JSON ({exc}); rebuild the bundle") from None
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
-        keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "provenance"}
+        keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance"}
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
         version = raw.get("schema_version")
@@ -193,6 +212,7 @@ class Manifest:
                 encoder=_build(EncoderSpec, raw["encoder"], "encoder", tuples=("inputs",)),
                 index=_build(IndexSpec, raw["index"], "index"),
                 items=_build(ItemsSpec, raw["items"], "items", tuples=("text_fields", "columns")),
+                user=_build(UserSpec, raw.get("user", {}), "user"),
                 provenance=_obj(raw.get("provenance", {}), "provenance"),
             )
         except KeyError as exc:

@@ -18,6 +18,7 @@ from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError, UnknownItemError
 from .index import ItemIndex
 from .items import ItemTable
+from .user import user_vector
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
 MAX_K = 10_000
@@ -114,7 +115,11 @@ class Recommender:
         return self._results(*self.index.search(vector, k, exclude=[label]))
 
     def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True) -> list[Recommendation]:
-        """Items for a user who liked ``history`` (item ids, most recent last)."""
+        """Items for a user who liked ``history`` (item ids, most recent last).
+
+        The most recent items (the bundle's ``user.window``) make the search
+        vector; every history item is left out of the results.
+        """
         k = self._check_k(k)
         if isinstance(history, str) or not isinstance(history, Sequence):
             raise TypeError("history must be a sequence of item ids, e.g. ['Alien (1979)']")
@@ -125,9 +130,8 @@ class Recommender:
         return self._results(*self.index.search(vector, k, exclude=labels if exclude_seen else ()))
 
     def user_vector(self, labels: Sequence[int]) -> np.ndarray:
-        """The user representation: the normalised mean of the history's item vectors."""
-        mean = self.index.vectors(labels).mean(axis=0)
-        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+        """The representation the bundle's model was trained for (edgerec.user, window from the manifest)."""
+        return user_vector(self.index.vectors(labels), self.bundle.manifest.user.window)
 
     # -- helpers -------------------------------------------------------------
     def _check_k(self, k: object) -> int:

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny BERT built in the test session, run through the real
-export pipeline (ONNX, INT8, validation, bundle), so every test has a real
-bundle without network access or large files."""
+export pipeline (fine-tune on synthetic interactions, distil, ONNX, INT8
+variants, validation, bundle), so every test has a real bundle without network
+access, rating files or large files."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def tiny_catalog(n: int = 120) -> list[dict]:
             "genres": sorted(rng.sample(GENRES, rng.randint(1, 3))),
         })
     return records
+
+
+def tiny_split(records: list[dict], users: int = 60, seed: int = 3):
+    """Synthetic interactions: each user likes items of one genre, in a random order."""
+    import numpy as np
+
+    from export.interactions import Split
+
+    rng = np.random.default_rng(seed)
+    by_genre = {g: [i for i, r in enumerate(records) if g in r["genres"]] for g in GENRES}
+    train, valid, test = [], [], []
+    for u in range(users):
+        pool = by_genre[GENRES[u % len(GENRES)]]
+        sequence = rng.choice(pool, size=min(len(pool), 8), replace=False)
+        train.append(sequence[:-2].astype(np.int64))
+        valid.append(sequence[-2])
+        test.append(sequence[-1])
+    return Split(tuple(train), np.asarray(valid, dtype=np.int64), np.asarray(test, dtype=np.int64), len(records))
 
 
 def make_tiny_teacher(path: Path) -> Path:
@@ -78,8 +97,13 @@ def make_tiny_teacher(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory):
-    """The export pipeline run end to end on the tiny teacher: (teacher facts, config, records)."""
-    from export.pipeline import ExportConfig, run_all
+    """The export pipeline run end to end on the tiny teacher: (student facts, config, records).
+
+    The student is the model inside the bundle, so it is what the runtime is compared with.
+    """
+    from export.finetune import TargetConfig
+    from export.fit import FitConfig
+    from export.pipeline import ExportConfig, run_all, student_facts
     from export.sources import read_teacher
 
     root = tmp_path_factory.mktemp("tiny")
@@ -87,13 +111,17 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory):
     records = tiny_catalog()
     config = ExportConfig(
         work=root / "work", out=root / "bundle", name="tiny", validation_items=60, timing_rounds=20,
+        targets=TargetConfig(window=4, epochs=2, batch_size=64, learning_rate=0.05),
+        teacher_fit=FitConfig(epochs=2, batch_size=32, learning_rate=1e-3),
+        student_layers=(1,), student_fit=FitConfig(epochs=2, batch_size=32, learning_rate=1e-3),
+        query_texts=40,
         # A random tiny model's vectors sit close together, so INT8 moves them
         # relatively more than a trained one; the real thresholds apply to real models.
         int8_min_mean_cosine=0.9, int8_min_cosine=0.5,
         catalog_provenance={"source": "synthetic test catalogue"},
     )
-    run_all(teacher, records, config)
-    return teacher, config, records
+    run_all(teacher, records, tiny_split(records), config)
+    return student_facts(config), config, records
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,12 @@ def test_stages_leave_reports_and_the_bundle_records_them(tiny_export):
     manifest = open_bundle(config.out).manifest
     model = manifest.provenance["model"]
     assert model["teacher"] == "tiny-bert"
+    assert any("distilled" in stage for stage in model["stages"])
+    assert set(model["training"]) == {"finetune", "distil"}
+    assert manifest.user.window == config.targets.window
+    # Every INT8 variant was built, checked and timed; the kept one is the bundle's encoder.
+    assert set(int8_report["variants"]) == {v.key for v in config.int8_variants}
+    assert int8_report["chosen"] in int8_report["variants"]
     assert model["validation"]["fp32_vs_torch"] == onnx_report["fp32_vs_torch"]
     assert model["encode_latency_1_thread"]["int8"]["p50_ms"] > 0
     assert manifest.items.count == len(records)
@@ -38,7 +44,9 @@ def test_int8_stage_refuses_when_vectors_move_too_far(tiny_export, tmp_path):
     with pytest.raises(ValidationFailed, match="mean cosine"):
         stage_int8(teacher, records, strict)
     # The report of the failed check is still written, for the person debugging it.
-    assert json.loads((config.work / "int8.json").read_text())["int8_vs_fp32"]["mean_cosine"] < 1.0
+    failed = json.loads((config.work / "int8.json").read_text())
+    assert failed["chosen"] is None
+    assert all(v["int8_vs_fp32"]["mean_cosine"] < 1.0 for v in failed["variants"].values())
     stage_int8(teacher, records, config)  # restore the passing artefacts for other tests
 
 

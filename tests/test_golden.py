@@ -4,8 +4,8 @@
   (same tokens, same mean pooling, same normalisation) to 1e-5.
 - The shipped default bundle: its tokenizer must give exactly the token ids of
   the reference tokenizer, and its INT8 vectors must stay within cosine 0.97 of
-  the torch vectors stored in tests/golden/minilm.json by `python -m export golden`
-  (the export measured a minimum of 0.98 over 340 texts).
+  the torch vectors of the same (distilled) model stored in tests/golden/default.json
+  by `python -m export golden`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from edgerec import Recommender
 from edgerec.recommender import default_bundle_path
 
-GOLDEN = Path(__file__).parent / "golden" / "minilm.json"
+GOLDEN = Path(__file__).parent / "golden" / "default.json"
 INT8_MIN_COSINE = 0.97
 
 

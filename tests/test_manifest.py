@@ -9,7 +9,7 @@ import re
 import pytest
 
 from edgerec.errors import ManifestError
-from edgerec.manifest import EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest
+from edgerec.manifest import EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
 
 SHA = "0123456789abcdef" * 4
 DELETE = object()
@@ -39,6 +39,7 @@ def valid_body() -> dict:
         "index": {"space": "ip", "dim": 384, "m": 16, "ef_construction": 200, "ef": 64, "count": 3,
                   "label_map": "items-row"},
         "items": {"count": 3, "id_field": "id", "text_fields": ["title"], "columns": ["id", "title"]},
+        "user": {"representation": "mean-of-recent", "window": 10},
         "provenance": {"model": {"name": "tiny"}, "note": "héllo"},
     }
 
@@ -172,3 +173,16 @@ def test_huge_integer_literal_is_a_manifest_error() -> None:
     text = changed("index.count", 3).replace('"count": 3,', '"count": ' + "1" * 5000 + ",")
     with pytest.raises(ManifestError):
         Manifest.from_json(text)
+
+
+@pytest.mark.parametrize("field, value", [("user.window", 0), ("user.window", "10"), ("user.window", True),
+                                          ("user.representation", "max"), ("user.extra", 1)])
+def test_bad_user_spec_is_refused(field, value):
+    with pytest.raises(ManifestError, match="user"):
+        Manifest.from_json(changed(field, value))
+
+
+def test_manifest_without_user_spec_gets_the_default():
+    body = valid_body()
+    del body["user"]
+    assert Manifest.from_json(json.dumps(body)).user == UserSpec()

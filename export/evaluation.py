@@ -1,0 +1,295 @@
+"""`python -m export evaluate`: every stage side by side, in one run, on this machine.
+
+For each row: ranking quality on the MovieLens-1M test users (leave-last-out,
+full catalogue), a text-query check (genre queries), query and recommend
+latency at 1 and 2 threads (interleaved, so drift falls on all rows alike),
+catalogue encoding throughput, model size and the peak memory of a fresh
+process answering one query. Writes results/compression.{json,md,svg}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgerec import Recommender
+from edgerec.build import build_bundle
+from edgerec.manifest import UserSpec
+
+from .interactions import Split
+from .onnx_export import export_onnx
+from .pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig, encoder_spec
+from .quantize import Int8Config, quantize_int8
+from .query_texts import genre_queries
+from .ranking import cooccurrence_scorer, evaluate, popularity_scorer, vector_scorer
+from .sources import TeacherFacts, read_teacher
+from .speed import p50_latencies_ms
+
+# An 11-token query (with [CLS] and [SEP]), the length of the brief's anchor figures.
+TIMING_QUERY = "a heist movie with a clever twist ending"
+MEMORY_PROBE = """
+import resource, sys
+from edgerec import Recommender
+Recommender.load(sys.argv[1], threads=1).query(sys.argv[2], k=10)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+TORCH_MEMORY_PROBE = """
+import resource, sys, torch
+torch.set_num_threads(1)
+from sentence_transformers import SentenceTransformer
+SentenceTransformer(sys.argv[1], device="cpu").encode([sys.argv[2]])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@dataclass
+class Row:
+    name: str
+    how: str
+    quality: dict[str, float]
+    genre_precision: float | None = None
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    items_per_second: float | None = None
+    model_bytes: int | None = None
+    peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    """An ONNX encoder to evaluate through the runtime, as a bundle of the whole catalogue."""
+
+    key: str
+    how: str
+    onnx: Path
+    tokenizer: Path
+    facts: TeacherFacts
+
+
+def _genre_precision(recommender: Recommender, records: Sequence[dict]) -> float:
+    """Mean share of the top 10 for 'comedy movies' etc. that carry that genre."""
+    shares = []
+    for genre, text in genre_queries().items():
+        hits = recommender.query(text, k=10)
+        shares.append(np.mean([genre in r.metadata.get("genres", []) for r in hits]))
+    return float(np.mean(shares))
+
+
+def _peak_rss_mb(script: str, *args: str) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=True)
+    return round(int(out.stdout.split()[-1]) / 1024, 1)  # ru_maxrss is in KiB on Linux
+
+
+def prepare_models(stock: TeacherFacts, config: ExportConfig, scratch: Path) -> list[Model]:
+    """The stock teacher's ONNX forms (made here if missing) and the pipeline's own models."""
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    tokenizer = config.work / TOKENIZER_NAME
+    stock_fp32 = scratch / "stock-fp32.onnx"
+    if not stock_fp32.is_file():
+        export_onnx(stock.path, stock_fp32)
+    stock_int8 = scratch / "stock-int8.onnx"
+    if not stock_int8.is_file():
+        quantize_int8(stock_fp32, stock_int8, Int8Config(fuse=True, per_channel=True))
+    st_copy = scratch / "st-stock"
+    st_int8 = st_copy / "onnx" / "model_qint8_avx512_vnni.onnx"
+    if not st_int8.is_file():
+        shutil.copytree(stock.path, st_copy, dirs_exist_ok=True)
+        export_dynamic_quantized_onnx_model(SentenceTransformer(str(st_copy), backend="onnx", device="cpu"),
+                                            "avx512_vnni", str(st_copy))
+    finetuned = read_teacher(config.work / FINETUNED_DIR, name="fine-tuned teacher")
+    finetuned_fp32 = scratch / "finetuned-fp32.onnx"
+    if not finetuned_fp32.is_file():
+        export_onnx(finetuned.path, finetuned_fp32)
+    student = read_teacher(config.work / STUDENT_DIR, name="student")
+    models = [
+        Model("stock-fp32", "teacher as published, ONNX fp32", stock_fp32, tokenizer, stock),
+        Model("stock-int8-ort", "teacher as published, ORT fused + dynamic INT8 per-channel", stock_int8, tokenizer, stock),
+        Model("stock-int8-st", "teacher as published, sentence-transformers avx512_vnni INT8", st_int8, tokenizer, stock),
+        Model("finetuned-fp32", "fine-tuned teacher, ONNX fp32", finetuned_fp32, tokenizer, finetuned),
+        Model("student-fp32", "student, ONNX fp32", config.work / FP32_NAME, tokenizer, student),
+    ]
+    for path in sorted((config.work / "int8").glob("*.onnx")):
+        models.append(Model(f"student-{path.stem}", f"student, {path.stem.replace('-', ' ')} INT8", path,
+                            tokenizer, student))
+    return models
+
+
+def run_evaluation(stock: TeacherFacts, records: Sequence[dict], split: Split, config: ExportConfig,
+                   results: Path, rounds: int = 200, progress: Callable[[str, int, int], None] | None = None
+                   ) -> list[Row]:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    window = config.targets.window
+    scratch = config.work / "evaluation"
+    rows = [
+        Row("popularity", "most liked in training, no text", evaluate(popularity_scorer(split), split)),
+        Row("co-occurrence", f"item-to-item cosine of co-likes, last {window} items",
+            evaluate(cooccurrence_scorer(split, window), split)),
+    ]
+    print("[evaluate] preparing models")
+    models = prepare_models(stock, config, scratch)
+    recommenders: dict[str, dict[int, Recommender]] = {}
+    for model in models:
+        out = scratch / "bundles" / model.key
+        print(f"[evaluate] {model.key}: encoding the catalogue")
+        manifest = build_bundle(records, out, model_path=model.onnx, tokenizer_path=model.tokenizer,
+                                encoder_spec=encoder_spec(model.facts, model.onnx), text_fields=config.text_fields,
+                                user=UserSpec(window=window), name=model.key, overwrite=True, threads=2,
+                                progress=progress)
+        loaded = {threads: Recommender.load(out, threads=threads) for threads in (1, 2)}
+        recommenders[model.key] = loaded
+        vectors = loaded[1].index.vectors(np.arange(len(loaded[1])))
+        row = Row(model.key, model.how, evaluate(vector_scorer(vectors, window), split),
+                  genre_precision=_genre_precision(loaded[1], records),
+                  items_per_second=manifest.provenance["build"]["items_per_second"],
+                  model_bytes=model.onnx.stat().st_size,
+                  peak_rss_mb=_peak_rss_mb(MEMORY_PROBE, str(out), TIMING_QUERY))
+        rows.append(row)
+
+    # sentence-transformers on torch: the stock teacher as most people run it today.
+    st_model = SentenceTransformer(str(stock.path), device="cpu")
+    st_index = recommenders["stock-fp32"][1].index
+    st_row = Row("stock-torch", "teacher as published, sentence-transformers on torch",
+                 next(r for r in rows if r.name == "stock-fp32").quality,
+                 model_bytes=sum(p.stat().st_size for p in stock.path.glob("*.safetensors")),
+                 peak_rss_mb=_peak_rss_mb(TORCH_MEMORY_PROBE, str(stock.path), TIMING_QUERY))
+    rows.insert(2, st_row)
+
+    history = [records[i]["id"] for i in split.history("test")[0][-window:]]
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        query_calls: dict[str, Callable[[], object]] = {
+            key: (lambda r=r[threads]: r.query(TIMING_QUERY, k=10)) for key, r in recommenders.items()}
+        query_calls["stock-torch"] = lambda: st_index.search(st_model.encode([TIMING_QUERY])[0], 10)
+        print(f"[evaluate] query latency, {threads} thread(s), {len(query_calls)} rows interleaved")
+        for key, timing in p50_latencies_ms(query_calls, rounds=rounds, seed=threads).items():
+            next(r for r in rows if r.name == key).latency[f"query_{threads}t"] = timing
+        recommend_calls = {key: (lambda r=r[threads]: r.recommend(history, k=10)) for key, r in recommenders.items()}
+        for key, timing in p50_latencies_ms(recommend_calls, rounds=rounds, seed=threads).items():
+            next(r for r in rows if r.name == key).latency[f"recommend_{threads}t"] = timing
+    write_results(rows, results, config)
+    return rows
+
+
+def _ratio(rows: list[Row], a: str, b: str) -> float | None:
+    try:
+        x = next(r for r in rows if r.name == a).latency["query_1t"]["p50_ms"]
+        y = next(r for r in rows if r.name == b).latency["query_1t"]["p50_ms"]
+    except (StopIteration, KeyError):
+        return None
+    return round(x / y, 3)
+
+
+def write_results(rows: list[Row], results: Path, config: ExportConfig) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    shipped = json.loads((config.work / "int8.json").read_text())["chosen"]
+    shipped_row = f"student-{shipped}"
+    popularity = rows[0].quality["hr@10"]
+    teacher = next(r for r in rows if r.name == "finetuned-fp32").quality["hr@10"]
+    student = next(r for r in rows if r.name == shipped_row).quality["hr@10"]
+    summary = {
+        "shipped": shipped_row,
+        "query_p50_vs_stock_ort_int8": _ratio(rows, shipped_row, "stock-int8-ort"),
+        "query_p50_vs_stock_st_int8": _ratio(rows, shipped_row, "stock-int8-st"),
+        "query_p50_vs_sentence_transformers_torch": _ratio(rows, shipped_row, "stock-torch"),
+        "hr10_vs_popularity": round(student / popularity, 3),
+        "hr10_vs_finetuned_teacher": round(student / teacher, 3),
+        "timing_query": TIMING_QUERY,
+        "cpu": _cpu_name(),
+        "measured": time.strftime("%Y-%m-%d"),
+    }
+    body = {"summary": summary, "rows": [r.__dict__ for r in rows]}
+    (results / "compression.json").write_text(json.dumps(body, indent=2) + "\n")
+    (results / "compression.md").write_text(markdown(rows, summary))
+    (results / "compression.svg").write_text(svg_plot(rows, shipped_row))
+    print((results / "compression.md").read_text())
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows: list[Row], summary: dict[str, Any]) -> str:
+    head = ("| row | how | HR@10 | NDCG@10 | HR@20 | NDCG@20 | genre P@10 | query p50/p95 ms 1t | query p50 ms 2t "
+            "| recommend p50 ms 1t | items/s | model MB | peak RSS MB |")
+    lines = ["# Compression, stage by stage (`python -m export evaluate`)", "",
+             f"Measured {summary['measured']} on {summary['cpu']}; query text {summary['timing_query']!r}; "
+             "MovieLens-1M test users, leave-last-out, full ranking, history excluded.", "",
+             head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        q1, q2, rec = (r.latency.get(k, {}) for k in ("query_1t", "query_2t", "recommend_1t"))
+        lines.append(
+            f"| {r.name} | {r.how} | {_fmt(r.quality['hr@10'], 4)} | {_fmt(r.quality['ndcg@10'], 4)} "
+            f"| {_fmt(r.quality['hr@20'], 4)} | {_fmt(r.quality['ndcg@20'], 4)} | {_fmt(r.genre_precision, 2)} "
+            f"| {_fmt(q1.get('p50_ms'), 2)} / {_fmt(q1.get('p95_ms'), 2)} | {_fmt(q2.get('p50_ms'), 2)} "
+            f"| {_fmt(rec.get('p50_ms'), 3)} | {_fmt(r.items_per_second, 0)} "
+            f"| {_fmt(None if r.model_bytes is None else r.model_bytes / 1e6, 1)} | {_fmt(r.peak_rss_mb, 0)} |")
+    lines += ["", "Shipped model: " + summary["shipped"], ""]
+    for key in ("query_p50_vs_stock_ort_int8", "query_p50_vs_stock_st_int8", "query_p50_vs_sentence_transformers_torch",
+                "hr10_vs_popularity", "hr10_vs_finetuned_teacher"):
+        lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def svg_plot(rows: list[Row], shipped: str, width: int = 720, height: int = 440) -> str:
+    """Quality (HR@10) against 1-thread query p50, one point per model row, log-scaled time."""
+    points = [(r.name, r.latency["query_1t"]["p50_ms"], r.quality["hr@10"]) for r in rows if "query_1t" in r.latency]
+    left, right, top, bottom = 70, 40, 30, 50
+    xs = np.log10([p[1] for p in points])
+    x_lo, x_hi = float(np.floor(xs.min() * 2) / 2), float(np.ceil(xs.max() * 2) / 2)
+    y_hi = max(p[2] for p in points) * 1.15
+
+    def sx(ms: float) -> float:
+        return left + (np.log10(ms) - x_lo) / (x_hi - x_lo) * (width - left - right)
+
+    def sy(hr: float) -> float:
+        return height - bottom - hr / y_hi * (height - top - bottom)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>']
+    for exponent in np.arange(x_lo, x_hi + 0.01, 0.5):
+        ms = 10 ** exponent
+        parts.append(f'<text x="{sx(ms):.1f}" y="{height - bottom + 16}" text-anchor="middle">{ms:.2g}</text>')
+    for hr in np.linspace(0, y_hi, 5):
+        parts.append(f'<text x="{left - 6}" y="{sy(hr) + 4:.1f}" text-anchor="end">{hr:.3f}</text>')
+    parts.append(f'<text x="{(width + left) / 2}" y="{height - 12}" text-anchor="middle">query p50, ms, 1 thread '
+                 '(log scale)</text>')
+    parts.append(f'<text x="16" y="{(height) / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle">'
+                 'HR@10, MovieLens-1M test</text>')
+    popularity = next(r for r in rows if r.name == "popularity").quality["hr@10"]
+    parts.append(f'<line x1="{left}" y1="{sy(popularity):.1f}" x2="{width - right}" y2="{sy(popularity):.1f}" '
+                 'stroke="gray" stroke-dasharray="4 3"/>')
+    parts.append(f'<text x="{width - right}" y="{sy(popularity) - 4:.1f}" text-anchor="end" fill="gray">popularity'
+                 '</text>')
+    for name, ms, hr in points:
+        colour = "crimson" if name == shipped else "steelblue"
+        parts.append(f'<circle cx="{sx(ms):.1f}" cy="{sy(hr):.1f}" r="4" fill="{colour}"/>')
+        parts.append(f'<text x="{sx(ms) + 6:.1f}" y="{sy(hr) - 6:.1f}">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
