@@ -152,6 +152,20 @@ class TextEncoder:
                     progress(len(rows))
         return out
 
+    def encode_one(self, text: str) -> np.ndarray:
+        """One text's vector: the query path. Same result as ``encode([text])[0]``, with
+        less numpy around the model (no padding, so no mask arithmetic), because at
+        ~0.5 ms a query that overhead is a visible share."""
+        encoding = self.tokenizer.encode(text)
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        ones = np.ones_like(ids)
+        feed = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})[0]
+        vector = hidden[0, 0] if self.spec.pooling == "cls" else hidden[0].mean(axis=0)
+        if self.spec.normalize:
+            vector = vector / max(float(np.sqrt(vector @ vector)), 1e-12)
+        return vector.astype(np.float32, copy=False)
+
     def model_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's input arrays for one batch of texts (padded to the longest): for calibration and timing."""
         return self._feed(self.tokenizer.encode_batch(list(texts)))[0]

@@ -104,7 +104,7 @@ class Recommender:
     def query(self, text: str, k: int = 10) -> list[Recommendation]:
         """Items that match a free-text description."""
         k = self._check_k(k)
-        vector = self.encoder.encode([clean_text(text)])[0]
+        vector = self.encoder.encode_one(clean_text(text))
         return self._results(*self.index.search(vector, k))
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:

@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--golden", type=Path, default=Path("tests/golden/default.json"),
                         help="where the golden vectors go (default: %(default)s)")
     parser.add_argument("--student-layers", default="0",
-                        help="teacher layers the student keeps, comma-separated (default: %(default)s)")
+                        help="teacher layers the student keeps, comma-separated; '' keeps none (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="`all`: skip stages whose report is already in the work directory")
+    parser.add_argument("--also", type=Path, action="append", default=[],
+                        help="`evaluate`: add the student of another work directory (repeatable)")
     parser.add_argument("--rounds", type=int, default=200, help="timing rounds per row in `evaluate` (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        layers = tuple(int(x) for x in args.student_layers.split(","))
+        layers = tuple(int(x) for x in args.student_layers.split(",") if x.strip())
     except ValueError:
         parser.error(f"--student-layers must be comma-separated integers, got {args.student_layers!r}")
 
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with StageProgress() as progress:
             if args.stage == "all":
-                run_all(teacher, records, split, config, progress=progress)
+                run_all(teacher, records, split, config, progress=progress, resume=args.resume)
                 write_golden(student_facts(config), args.golden)
             elif args.stage == "golden":
                 write_golden(student_facts(config), args.golden)
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from .evaluation import run_evaluation
 
-                run_evaluation(teacher, records, split, config, args.results, rounds=args.rounds, progress=progress)
+                run_evaluation(teacher, records, split, config, args.results, rounds=args.rounds,
+                               other_students=args.also, progress=progress)
     except (ValidationFailed, FileNotFoundError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1

@@ -89,8 +89,15 @@ def _peak_rss_mb(script: str, *args: str) -> float:
     return round(int(out.stdout.split()[-1]) / 1024, 1)  # ru_maxrss is in KiB on Linux
 
 
-def prepare_models(stock: TeacherFacts, config: ExportConfig, scratch: Path) -> list[Model]:
-    """The stock teacher's ONNX forms (made here if missing) and the pipeline's own models."""
+def student_key(work: Path) -> str:
+    layers = json.loads((work / "distil.json").read_text())["layers"]
+    return f"student-{len(layers)}L"
+
+
+def prepare_models(stock: TeacherFacts, config: ExportConfig, scratch: Path,
+                   other_students: Sequence[Path] = ()) -> list[Model]:
+    """The stock teacher's ONNX forms (made here if missing), the fine-tuned teacher, and the students:
+    the pipeline's own (``config.work``) and those of other work directories (students of other depths)."""
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
     scratch.mkdir(parents=True, exist_ok=True)
@@ -111,23 +118,28 @@ def prepare_models(stock: TeacherFacts, config: ExportConfig, scratch: Path) -> 
     finetuned_fp32 = scratch / "finetuned-fp32.onnx"
     if not finetuned_fp32.is_file():
         export_onnx(finetuned.path, finetuned_fp32)
-    student = read_teacher(config.work / STUDENT_DIR, name="student")
     models = [
         Model("stock-fp32", "teacher as published, ONNX fp32", stock_fp32, tokenizer, stock),
         Model("stock-int8-ort", "teacher as published, ORT fused + dynamic INT8 per-channel", stock_int8, tokenizer, stock),
         Model("stock-int8-st", "teacher as published, sentence-transformers avx512_vnni INT8", st_int8, tokenizer, stock),
         Model("finetuned-fp32", "fine-tuned teacher, ONNX fp32", finetuned_fp32, tokenizer, finetuned),
-        Model("student-fp32", "student, ONNX fp32", config.work / FP32_NAME, tokenizer, student),
     ]
-    for path in sorted((config.work / "int8").glob("*.onnx")):
-        models.append(Model(f"student-{path.stem}", f"student, {path.stem.replace('-', ' ')} INT8", path,
-                            tokenizer, student))
+    for work in (config.work, *other_students):
+        student, key = read_teacher(work / STUDENT_DIR, name="student"), student_key(work)
+        depth = key.split("-")[1].replace("L", " layer(s)")
+        models.append(Model(f"{key}-fp32", f"student, {depth}, ONNX fp32", work / FP32_NAME, tokenizer, student))
+        # Every INT8 variant of the pipeline's own student; the kept one of the others.
+        variants = sorted((work / "int8").glob("*.onnx")) if work == config.work else [
+            work / "int8" / f"{json.loads((work / 'int8.json').read_text())['chosen']}.onnx"]
+        for path in variants:
+            models.append(Model(f"{key}-{path.stem}", f"student, {depth}, {path.stem.replace('-', ' ')} INT8",
+                                path, tokenizer, student))
     return models
 
 
 def run_evaluation(stock: TeacherFacts, records: Sequence[dict], split: Split, config: ExportConfig,
-                   results: Path, rounds: int = 200, progress: Callable[[str, int, int], None] | None = None
-                   ) -> list[Row]:
+                   results: Path, rounds: int = 200, other_students: Sequence[Path] = (),
+                   progress: Callable[[str, int, int], None] | None = None) -> list[Row]:
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -139,7 +151,7 @@ def run_evaluation(stock: TeacherFacts, records: Sequence[dict], split: Split, c
             evaluate(cooccurrence_scorer(split, window), split)),
     ]
     print("[evaluate] preparing models")
-    models = prepare_models(stock, config, scratch)
+    models = prepare_models(stock, config, scratch, other_students)
     recommenders: dict[str, dict[int, Recommender]] = {}
     for model in models:
         out = scratch / "bundles" / model.key
@@ -195,7 +207,7 @@ def _ratio(rows: list[Row], a: str, b: str) -> float | None:
 def write_results(rows: list[Row], results: Path, config: ExportConfig) -> None:
     results.mkdir(parents=True, exist_ok=True)
     shipped = json.loads((config.work / "int8.json").read_text())["chosen"]
-    shipped_row = f"student-{shipped}"
+    shipped_row = f"{student_key(config.work)}-{shipped}"
     popularity = rows[0].quality["hr@10"]
     teacher = next(r for r in rows if r.name == "finetuned-fp32").quality["hr@10"]
     student = next(r for r in rows if r.name == shipped_row).quality["hr@10"]

@@ -340,12 +340,24 @@ def student_facts(config: ExportConfig) -> TeacherFacts:
 
 
 def run_all(teacher: TeacherFacts, records: Sequence[dict], split: Split, config: ExportConfig,
-            progress: Any = None) -> None:
-    stage_finetune(teacher, records, split, config, progress=progress)
-    stage_distil(records, split, config, progress=progress)
+            progress: Any = None, resume: bool = False) -> None:
+    """Every stage in order; with ``resume``, stages whose report already exists are skipped."""
+
+    def due(stage: str) -> bool:
+        if resume and (config.work / f"{stage}.json").is_file():
+            print(f"[{stage}] already done ({config.work / stage}.json); skipping")
+            return False
+        return True
+
+    if due("finetune"):
+        stage_finetune(teacher, records, split, config, progress=progress)
+    if due("distil"):
+        stage_distil(records, split, config, progress=progress)
     student = student_facts(config)
-    stage_onnx(student, records, config)
-    stage_int8(student, records, config)
+    if due("onnx"):
+        stage_onnx(student, records, config)
+    if due("int8"):
+        stage_int8(student, records, config)
     stage_bundle(student, records, config, progress=progress)
 
 

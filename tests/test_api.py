@@ -205,3 +205,9 @@ def test_build_from_catalog_works_with_torch_unimportable(tiny_bundle, tmp_path)
 def test_json_record_keeps_id_and_score_when_metadata_has_the_same_names():
     record = Recommendation(item_id="a", score=0.5, metadata={"score": "5 stars", "item_id": "x", "title": "T"})
     assert record.to_dict() == {"item_id": "a", "score": 0.5, "title": "T"}
+
+
+def test_the_single_text_query_path_gives_the_batch_path_vector(tiny_recommender):
+    encoder = tiny_recommender.encoder
+    for text in ["dog", "A Space War Story. 1977. Action, Sci-Fi", "word " * 100]:
+        np.testing.assert_allclose(encoder.encode_one(text), encoder.encode([text])[0], atol=1e-6)
