@@ -206,7 +206,8 @@ def _ratio(rows: list[Row], a: str, b: str) -> float | None:
 
 def write_results(rows: list[Row], results: Path, config: ExportConfig) -> None:
     results.mkdir(parents=True, exist_ok=True)
-    shipped = json.loads((config.work / "int8.json").read_text())["chosen"]
+    int8_report = json.loads((config.work / "int8.json").read_text())
+    shipped = int8_report["chosen"]
     shipped_row = f"{student_key(config.work)}-{shipped}"
     popularity = rows[0].quality["hr@10"]
     teacher = next(r for r in rows if r.name == "finetuned-fp32").quality["hr@10"]
@@ -218,6 +219,7 @@ def write_results(rows: list[Row], results: Path, config: ExportConfig) -> None:
         "query_p50_vs_sentence_transformers_torch": _ratio(rows, shipped_row, "stock-torch"),
         "hr10_vs_popularity": round(student / popularity, 3),
         "hr10_vs_finetuned_teacher": round(student / teacher, 3),
+        "shipped_int8_vs_student_fp32": int8_report["int8_vs_fp32"],
         "timing_query": TIMING_QUERY,
         "cpu": _cpu_name(),
         "measured": time.strftime("%Y-%m-%d"),
@@ -262,7 +264,7 @@ def markdown(rows: list[Row], summary: dict[str, Any]) -> str:
             f"| {_fmt(None if r.model_bytes is None else r.model_bytes / 1e6, 1)} | {_fmt(r.peak_rss_mb, 0)} |")
     lines += ["", "Shipped model: " + summary["shipped"], ""]
     for key in ("query_p50_vs_stock_ort_int8", "query_p50_vs_stock_st_int8", "query_p50_vs_sentence_transformers_torch",
-                "hr10_vs_popularity", "hr10_vs_finetuned_teacher"):
+                "hr10_vs_popularity", "hr10_vs_finetuned_teacher", "shipped_int8_vs_student_fp32"):
         lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
     return "\n".join(lines) + "\n"
 

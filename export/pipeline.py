@@ -46,7 +46,8 @@ class ExportConfig:
     text_fields: tuple[str, ...] = ("title", "year", "genres")
     int8_variants: tuple[Int8Config, ...] = VARIANTS
     targets: TargetConfig = field(default_factory=TargetConfig)
-    teacher_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=4, learning_rate=5e-5))
+    teacher_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=5, learning_rate=1e-4))
+    anchors: int = 1000              # query-like texts that keep their stock vectors while fine-tuning
     student_layers: tuple[int, ...] = (0,)
     student_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=12, learning_rate=2e-4))
     query_texts: int = 3000          # query-like texts for anchoring and distillation
@@ -127,7 +128,7 @@ def stage_finetune(teacher: TeacherFacts, records: Sequence[dict], split: Split,
     config.work.mkdir(parents=True, exist_ok=True)
     model, tokenizer = _load(teacher.path)
     items = _item_texts(records, config)
-    anchors = query_like_texts(records, config.query_texts, seed=config.seed)
+    anchors = query_like_texts(records, config.anchors, seed=config.seed)
     print(f"[finetune] text vectors of {len(items)} items and {len(anchors)} query-like texts (stock teacher)")
     text_vectors = encode(model, tokenizer, items)
     anchor_vectors = encode(model, tokenizer, anchors)

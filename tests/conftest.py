@@ -114,7 +114,7 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory):
         targets=TargetConfig(window=4, epochs=2, batch_size=64, learning_rate=0.05),
         teacher_fit=FitConfig(epochs=2, batch_size=32, learning_rate=1e-3),
         student_layers=(1,), student_fit=FitConfig(epochs=2, batch_size=32, learning_rate=1e-3),
-        query_texts=40,
+        query_texts=40, anchors=20,
         # A random tiny model's vectors sit close together, so INT8 moves them
         # relatively more than a trained one; the real thresholds apply to real models.
         int8_min_mean_cosine=0.9, int8_min_cosine=0.5,

@@ -25,7 +25,7 @@ def test_markdown_has_one_line_per_row_and_the_summary():
     summary = {"measured": "2026-11-23", "cpu": "test cpu", "timing_query": "q", "shipped": "student-0L",
                "query_p50_vs_stock_ort_int8": 0.1, "query_p50_vs_stock_st_int8": 0.1,
                "query_p50_vs_sentence_transformers_torch": 0.01, "hr10_vs_popularity": 3.5,
-               "hr10_vs_finetuned_teacher": 0.99}
+               "hr10_vs_finetuned_teacher": 0.99, "shipped_int8_vs_student_fp32": {"mean_cosine": 0.99}}
     text = markdown(rows(), summary)
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(rows())
