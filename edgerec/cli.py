@@ -7,16 +7,20 @@ messages and exit codes (1 other error, 2 bad input, 3 bad bundle, 4 device).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Iterator, Sequence
 
 import click
 
 from . import __version__
+from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
 from .recommender import BUNDLE_ENV, Recommendation, Recommender, resolve_bundle_path
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
+# Line separators would break a one-line message; bidi overrides can make a terminal show text reordered.
+_CONTROL.update({c: f"\\u{c:04x}" for c in [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
 
 
 def safe(text: object) -> str:
@@ -29,20 +33,51 @@ def _fail(message: str, code: int) -> "click.exceptions.Exit":
     return click.exceptions.Exit(code)
 
 
+class _OneLineUsageError(click.UsageError):
+    """A click usage error (bad option, missing argument) shown like every edgerec error: one line, exit 2."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"edgerec: error: {safe(self.format_message())}{hint}", file=file, err=file is None)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (_OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return exc  # bare `edgerec` prints the help, as it should
+    return _OneLineUsageError(exc.format_message(), ctx=exc.ctx)
+
+
 class _Group(click.Group):
     """Turns library errors into one line on stderr and the error's exit code."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # options of the group itself, e.g. `edgerec --bogus`
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
         except EdgerecError as exc:
             raise _fail(str(exc), exc.exit_code) from None
         except (TypeError, ValueError) as exc:
             raise _fail(str(exc), 2) from None
+        except BrokenPipeError:
+            raise  # `edgerec query ... | head -1`: click closes quietly
         except OSError as exc:
             raise _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 1) from None
         except MemoryError:
             raise _fail("out of memory", 1) from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - tokenizers' PanicException is a BaseException
+            raise _fail(f"unexpected {type(exc).__name__}: {exc} (please report this)", 1) from None
 
 
 def bundle_option(f: Any) -> Any:
@@ -83,8 +118,7 @@ def main() -> None:
 @runtime_options
 def query(text: str, k: int, as_json: bool, threads: int | None, device: str, bundle: str | None) -> None:
     """Items matching TEXT (use - to read the text from stdin)."""
-    if text == "-":
-        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    text = _read_stdin_text() if text == "-" else _argv_text(text)
     rec = Recommender.load(bundle, threads=threads, device=device)
     _print(rec.query(text, k=k), as_json)
 
@@ -165,6 +199,73 @@ def info(as_json: bool, bundle: str | None) -> None:
     lines.extend(f"  {line}" for line in _flatten(manifest.provenance))
     lines.append(f"providers   {', '.join(providers)}")
     click.echo("\n".join(safe(line) for line in lines))
+
+
+def _thread_counts(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 or n > 256 for n in counts):
+        raise click.BadParameter(f"{value!r}: give thread counts from 1 to 256, e.g. 1,2,4,8")
+    return counts
+
+
+@main.command()
+@click.option("--threads", "thread_counts", default="1,2,4,8", show_default=True, callback=_thread_counts,
+              help="Comma-separated numbers of threads sharing one Recommender; each is run in turn.")
+@click.option("--queries", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Calls per thread.")
+@click.option("--warmup", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Calls made on one thread before measuring.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workload.")
+@click.option("--ort-threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@bundle_option
+def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort_threads: int | None,
+             as_json: bool, bundle: str | None) -> None:
+    """Load-test one shared Recommender: latency, QPS, memory, and answers checked against one thread.
+
+    \b
+    The workload mixes text queries, ~10% similar/recommend calls and ~10%
+    bad inputs (empty, huge, undecodable text, unknown ids, k=0). Exits 1 when
+    a call raised an error it should not have, or an answer differed from the
+    single-thread answer.
+    \b
+    Example:
+      edgerec loadtest --threads 1,4 --queries 500
+    """
+    from .loadtest import format_report, run_loadtest
+
+    rec = Recommender.load(bundle, threads=ort_threads)
+    report = run_loadtest(rec, threads=thread_counts, queries=queries, warmup=warmup, seed=seed)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo("\n".join(safe(line) for line in format_report(report)))
+    if not report.ok:
+        unexpected = sum(run.unexpected_errors for run in report.runs)
+        mismatches = sum(run.mismatches for run in report.runs)
+        raise _fail(f"loadtest failed: {unexpected} unexpected errors, {mismatches} answers differ "
+                    "from the single-thread ones", 1)
+
+
+def _argv_text(value: str) -> str:
+    """Invalid UTF-8 in argv arrives as surrogate escapes: decode those bytes exactly as stdin is decoded."""
+    try:
+        return os.fsencode(value).decode("utf-8", errors="replace")
+    except UnicodeEncodeError:  # a surrogate no byte maps to (only via CliRunner); clean_text replaces it
+        return value
+
+
+def _read_stdin_text() -> str:
+    """Query text from stdin, invalid UTF-8 replaced by U+FFFD.
+
+    Reads no more than the encoder will keep, plus 4 bytes so that a character
+    split at the end cannot change what is kept: huge input costs no memory.
+    """
+    return sys.stdin.buffer.read(MAX_TEXT_BYTES + 4).decode("utf-8", errors="replace")
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[str]:

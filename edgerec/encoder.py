@@ -9,6 +9,7 @@ it.
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,26 +20,56 @@ from .manifest import EncoderSpec
 from .pooling import POOLERS, l2_normalize
 
 # Texts are cut to this many UTF-8 bytes before tokenizing: the model reads at
-# most a few hundred tokens, while tokenizing megabytes costs seconds and GBs.
+# most a few hundred tokens (about 1 KB of English), while tokenizing megabytes
+# costs seconds and GBs. 32 KiB keeps the worst query under twice a 1 KB one.
 MAX_TEXT_BYTES = 32 * 1024
 DEFAULT_BATCH_SIZE = 32
 _TOKENIZE_CHUNK = 1024
 DEVICES = ("cpu", "cuda")
+REPLACEMENT_CHARACTER = "\ufffd"
+# What a text can consist of and still give the model nothing to read: whitespace,
+# controls (Cc), format characters such as zero-width spaces, bidi marks and the
+# BOM (Cf), and U+FFFD where undecodable bytes were. BERT's normaliser drops all of them.
+_UNREADABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 
 Progress = Callable[[int], None]
 
 
 def clean_text(text: object, name: str = "text") -> str:
-    """Make a user's text safe to tokenize, or raise a clear error."""
+    """The one rule for a user's text before it reaches the tokenizer.
+
+    - not a str: TypeError naming the parameter;
+    - lone surrogates (invalid UTF-8 from argv arrives as these) become U+FFFD;
+      a valid surrogate pair becomes its character;
+    - more than MAX_TEXT_BYTES of UTF-8: the rest is dropped, at a character boundary;
+    - surrounding whitespace is stripped;
+    - nothing readable left: EmptyQueryError.
+    """
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    data = text.encode("utf-8", errors="replace")  # lone surrogates become '?'
+    head = text[:MAX_TEXT_BYTES]  # a character is at least one byte: bounds the work on huge texts
+    try:
+        data = head.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates; utf-16 round trip joins real pairs, replaces the rest
+        head = head.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        data = head.encode("utf-8")
     if len(data) > MAX_TEXT_BYTES:
-        data = data[:MAX_TEXT_BYTES]
-    cleaned = data.decode("utf-8", errors="ignore").strip()
-    if not cleaned.replace("\u200b", "").replace("\ufeff", "").strip():
-        raise EmptyQueryError(f"{name} is empty: give some words to search for")
+        head = data[:MAX_TEXT_BYTES].decode("utf-8", errors="ignore")  # drops only a split last character
+    cleaned = head.strip()
+    if not has_readable_character(cleaned):
+        raise EmptyQueryError(
+            f"{name} is empty: it has no words, only whitespace, control, zero-width or undecodable "
+            "characters; give some words to search for"
+        )
     return cleaned
+
+
+def has_readable_character(text: str) -> bool:
+    """True when ``text`` holds something besides whitespace, controls, format characters and U+FFFD."""
+    # Stops at the first readable character, so ordinary text costs one lookup.
+    return any(
+        c != REPLACEMENT_CHARACTER and unicodedata.category(c) not in _UNREADABLE_CATEGORIES for c in text
+    )
 
 
 def available_providers() -> list[str]:

@@ -63,6 +63,7 @@ class ItemIndex:
     def __init__(self, native, spec: IndexSpec) -> None:  # native: hnswlib.Index
         self._native = native
         self.spec = spec
+        self._all_vectors: np.ndarray | None = None  # read on the first exact search
         native.set_ef(max(spec.ef, 1))
 
     @classmethod
@@ -127,8 +128,22 @@ class ItemIndex:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         # Over-fetch and drop excluded labels: faster than hnswlib's filter callback.
         # hnswlib searches with max(ef, k), so ef needs no per-call change.
-        labels, distances = self._native.knn_query(query, k=wanted)
-        labels, distances = labels[0].astype(np.int64), distances[0]
+        try:
+            labels, distances = self._native.knn_query(query, k=wanted)
+            labels, distances = labels[0].astype(np.int64), distances[0]
+        except RuntimeError:
+            # hnswlib gives up ("Cannot return the results in a contiguous 2D array") when
+            # its graph walk finds fewer than k items, as it does for k near the item count.
+            labels, distances = self._exact_search(query[0], wanted)
         keep = np.array([label not in skip for label in labels], dtype=bool)
         labels, scores = labels[keep][:k], (1.0 - distances[keep][:k]).astype(np.float32)
         return labels, scores
+
+    def _exact_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (labels, ip distances) by brute force: the fallback when hnswlib cannot return k items."""
+        if self._all_vectors is None:
+            # Read once and kept; two threads racing here both store the same array.
+            self._all_vectors = self.vectors(range(self.spec.count))
+        distances = 1.0 - self._all_vectors @ query
+        order = np.argsort(distances, kind="stable")[:k]
+        return order.astype(np.int64), distances[order]

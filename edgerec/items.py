@@ -55,11 +55,13 @@ class ItemTable:
     @classmethod
     def load(cls, path: Path, spec: ItemsSpec) -> "ItemTable":
         records = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
+                    record = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise BundleError(f"{path}: line {number} is not UTF-8; rebuild the bundle") from None
+                except (ValueError, RecursionError):  # ValueError: also integers of >4300 digits
                     raise BundleError(f"{path}: line {number} is not JSON; rebuild the bundle") from None
                 if not isinstance(record, dict) or not isinstance(record.get(spec.id_field), str):
                     raise BundleError(f"{path}: line {number} lacks a string {spec.id_field!r}")
@@ -71,10 +73,16 @@ class ItemTable:
         except CatalogError as exc:
             raise BundleError(f"{path}: {exc}") from None
 
+    def serialized(self, lines_per_chunk: int = 1024) -> Iterator[bytes]:
+        """The items file, JSON Lines in label order, as chunks of UTF-8 bytes."""
+        for start in range(0, len(self.records), lines_per_chunk):
+            block = self.records[start : start + lines_per_chunk]
+            yield "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in block).encode("utf-8")
+
     def write(self, path: Path) -> None:
-        with open(path, "w", encoding="utf-8") as handle:
-            for record in self.records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with open(path, "wb") as handle:
+            for chunk in self.serialized():
+                handle.write(chunk)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,7 +129,8 @@ def read_catalog(path: str | Path, *, id_field: str = "id") -> list[dict[str, An
 
 
 def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 or U+0085, which splitlines() breaks at.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -131,6 +140,10 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
             raise CatalogError(f"{path}: line {number} is not valid JSON ({reason})") from None
         if not isinstance(record, dict):
             raise CatalogError(f"{path}: line {number} is not a JSON object")
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a "\\ud800" escape decodes to a lone surrogate, which UTF-8 cannot hold
+            raise CatalogError(f"{path}: line {number} holds an invalid \\u escape (a lone surrogate)") from None
         yield number, record
 
 

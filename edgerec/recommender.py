@@ -22,6 +22,9 @@ from .user import user_vector
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
 MAX_K = 10_000
+# One encode() call holds all its texts and vectors at once; beyond this, split the work.
+MAX_ENCODE_TEXTS = 100_000
+MAX_BATCH_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,15 @@ class Recommender:
         """Unit-length float32 vectors, one row per text (a single str gives one row)."""
         if isinstance(texts, str):
             texts = [texts]
-        if not isinstance(texts, Sequence):
+        if not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray)):
             raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise InputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
+        if len(texts) > MAX_ENCODE_TEXTS:
+            raise InputError(f"{len(texts)} texts in one encode() call; the limit is {MAX_ENCODE_TEXTS}, "
+                             "so split them into several calls")
         cleaned = [clean_text(t, name=f"texts[{i}]") for i, t in enumerate(texts)]
         if not cleaned:
             return np.empty((0, self.encoder.spec.dim), dtype=np.float32)
@@ -118,32 +128,42 @@ class Recommender:
         """Items for a user who liked ``history`` (item ids, most recent last).
 
         The most recent items (the bundle's ``user.window``) make the search
-        vector; every history item is left out of the results.
+        vector; every history item is left out of the results unless
+        ``exclude_seen`` is False. An item named more than once counts once, at
+        its most recent position. An unknown id raises UnknownItemError: the
+        whole history is refused rather than answered without it.
         """
         k = self._check_k(k)
-        if isinstance(history, str) or not isinstance(history, Sequence):
+        if isinstance(history, (str, bytes, bytearray)) or not isinstance(history, Sequence):
             raise TypeError("history must be a sequence of item ids, e.g. ['Alien (1979)']")
+        if not isinstance(exclude_seen, bool):
+            raise TypeError(f"exclude_seen must be a bool, got {type(exclude_seen).__name__}")
         if len(history) == 0:
             raise EmptyQueryError("history is empty: give at least one item id")
-        labels = [self._label(item_id) for item_id in history]
+        labels = [self._label(item_id, name=f"history[{i}]") for i, item_id in enumerate(history)]
+        # Keep each item's last occurrence: a re-watched item is recent, not twice as weighty.
+        labels = list(reversed(dict.fromkeys(reversed(labels))))
         vector = self.user_vector(labels)
         return self._results(*self.index.search(vector, k, exclude=labels if exclude_seen else ()))
 
     def user_vector(self, labels: Sequence[int]) -> np.ndarray:
         """The representation the bundle's model was trained for (edgerec.user, window from the manifest)."""
-        return user_vector(self.index.vectors(labels), self.bundle.manifest.user.window)
+        window = self.bundle.manifest.user.window
+        # Only the window's vectors are read: a long history costs no more memory than a short one.
+        return user_vector(self.index.vectors(list(labels)[-window:]), window)
 
     # -- helpers -------------------------------------------------------------
     def _check_k(self, k: object) -> int:
+        """1 <= k <= MAX_K, else an error; a k above the item count is clamped to it."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be an int, got {type(k).__name__}")
         if not 1 <= k <= MAX_K:
             raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
         return min(int(k), len(self.items))
 
-    def _label(self, item_id: object) -> int:
+    def _label(self, item_id: object, name: str = "item_id") -> int:
         if not isinstance(item_id, str):
-            raise TypeError(f"item ids are str, got {type(item_id).__name__}")
+            raise TypeError(f"{name} must be a str item id, got {type(item_id).__name__}")
         try:
             return self.items.labels[item_id]
         except KeyError:
