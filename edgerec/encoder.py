@@ -140,6 +140,7 @@ class TextEncoder:
         self.tokenizer = load_tokenizer(Path(tokenizer_path), spec)
         self.session = make_session(Path(model_path), threads=threads, device=device)
         self._input_names = self._check_graph(Path(model_path))
+        self._check_vocabulary(Path(model_path), Path(tokenizer_path))
         self._pool = POOLERS[spec.pooling]
         padding = self.tokenizer.padding
         pad_id = padding["pad_id"] if padding else self.tokenizer.token_to_id("[PAD]")
@@ -158,6 +159,29 @@ class TextEncoder:
         if isinstance(width, int) and width != self.spec.dim:
             raise BundleError(f"{model_path}: the graph outputs {width}-d vectors, the manifest says {self.spec.dim}")
         return graph_inputs
+
+    def _check_vocabulary(self, model_path: Path, tokenizer_path: Path) -> None:
+        """Run the model once on the tokenizer's highest token id.
+
+        A tokenizer from another model (more tokens than this model has
+        embedding rows) then fails at load, naming the file, instead of on the
+        first query that happens to use a missing token. The manifest's
+        vocab_size cannot be trusted for this: it is not covered by any hash.
+        """
+        highest = max(self.tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
+        if highest >= self.spec.vocab_size:
+            raise BundleError(f"{tokenizer_path}: has token id {highest} but the model has {self.spec.vocab_size} "
+                              "tokens: the tokenizer does not belong to this encoder; rebuild the bundle")
+        ids = np.asarray([[highest]], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        try:
+            self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})
+        except Exception as exc:  # ORT raises its own untyped errors
+            reason = str(exc).splitlines()[0][-160:]
+            raise BundleError(
+                f"{tokenizer_path}: the model {model_path.name} cannot read token id {highest} ({reason}): "
+                "the tokenizer does not belong to this encoder; rebuild the bundle"
+            ) from None
 
     @property
     def providers(self) -> list[str]:

@@ -7,9 +7,11 @@ Labels are item-table row numbers (0 .. count-1).
 
 from __future__ import annotations
 
+import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, NoReturn
 
 import numpy as np
 
@@ -23,38 +25,142 @@ _ADD_CHUNK = 4096
 # hnswlib's saveIndex header: six size_t, int maxlevel, uint enterpoint,
 # size_t maxM, maxM0, M, double mult, size_t ef_construction (96 bytes).
 _HEADER = struct.Struct("<6QiI3QdQ")
+# hnswlib draws levels with mult = 1/ln(M): level 32 would need ~M**32 items.
+_MAX_LEVEL = 32
 
 
-def check_header(path: Path, spec: IndexSpec) -> None:
-    """Refuse an index file whose header does not fit the manifest, before hnswlib reads it.
+def validate_index_file(path: Path, spec: IndexSpec) -> None:
+    """Refuse an index file that hnswlib could misread, before hnswlib reads it.
 
-    hnswlib trusts these fields blindly: a wrong dim reads past each vector, a
-    count above max_elements or an entry point out of range corrupts the heap.
+    hnswlib trusts every field and link blindly: a wrong dim reads past each
+    vector, a count above max_elements or an entry point out of range corrupts
+    the heap, a neighbour id out of range segfaults during a search. So the
+    whole file is checked here, as hnswlib's loader walks it: the header
+    against the manifest, every link-list size, every neighbour id and its
+    level, the labels, the exact file size. The sha256 already guards a bundle;
+    this guards what hnswlib sees even when a manifest was rewritten to match a
+    damaged file.
     """
     try:
         with open(path, "rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
             head = handle.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                raise BundleError(f"{path}: too short for an hnswlib index ({len(head)} bytes); rebuild the bundle")
+            header = _Header(*_HEADER.unpack(head))
+            _check_header(path, header, spec, file_size)
+            level0 = handle.read(header.count * header.size_per_element)
+            upper = handle.read()
     except OSError as exc:
-        raise BundleError(f"{path}: cannot read the index ({exc.strerror})") from None
-    if len(head) < _HEADER.size:
-        raise BundleError(f"{path}: too short for an hnswlib index ({len(head)} bytes)")
-    (offset_level0, max_elements, count, size_per_element, label_offset, offset_data,
-     max_level, entry_point, _max_m, max_m0, m, _mult, ef_construction) = _HEADER.unpack(head)
+        raise BundleError(f"{path}: cannot read the index ({exc.strerror}); check the file's permissions") from None
+    levels, upper_lists = _walk_link_lists(path, header, upper)
+    _check_level0(path, header, level0, levels, spec.dim)
+    _check_upper_links(path, header, upper, upper_lists, levels)
+
+
+@dataclass(frozen=True)
+class _Header:
+    offset_level0: int
+    max_elements: int
+    count: int
+    size_per_element: int
+    label_offset: int
+    offset_data: int
+    max_level: int
+    entry_point: int
+    max_m: int
+    max_m0: int
+    m: int
+    mult: float
+    ef_construction: int
+
+
+def _refuse(path: Path, problem: str) -> NoReturn:
+    raise BundleError(f"{path}: the index {problem}; rebuild the bundle")
+
+
+def _check_header(path: Path, h: _Header, spec: IndexSpec, file_size: int) -> None:
     problems = []
-    if count != spec.count:
-        problems.append(f"holds {count} items, the manifest says {spec.count}")
-    if label_offset - offset_data != 4 * spec.dim:
-        problems.append(f"stores {(label_offset - offset_data) // 4}-d vectors, the manifest says {spec.dim}")
-    if m != spec.m or max_m0 != 2 * m or ef_construction != spec.ef_construction:
-        problems.append(f"was built with M={m}, ef_construction={ef_construction}, the manifest says "
+    if h.count != spec.count:
+        problems.append(f"holds {h.count} items, the manifest says {spec.count}")
+    if h.label_offset - h.offset_data != 4 * spec.dim:
+        problems.append(f"stores {(h.label_offset - h.offset_data) // 4}-d vectors, the manifest says {spec.dim}")
+    if h.m != spec.m or h.max_m != h.m or h.max_m0 != 2 * h.m or h.ef_construction != spec.ef_construction:
+        problems.append(f"was built with M={h.m}, ef_construction={h.ef_construction}, the manifest says "
                         f"M={spec.m}, ef_construction={spec.ef_construction}")
-    if (offset_level0 != 0 or max_elements < count or entry_point >= max(count, 1) or max_level < 0
-            or size_per_element != label_offset + 8 or offset_data != 4 + 4 * max_m0):
+    if (h.offset_level0 != 0 or h.max_elements < h.count or h.entry_point >= max(h.count, 1)
+            or not 0 <= h.max_level <= _MAX_LEVEL or h.size_per_element != h.label_offset + 8
+            or h.offset_data != 4 + 4 * h.max_m0):
         problems.append("has an inconsistent header")
-    if path.stat().st_size < _HEADER.size + count * size_per_element + 4 * count:
-        problems.append("is shorter than its header says")
     if problems:
-        raise BundleError(f"{path}: the index {'; '.join(problems)}; rebuild the bundle")
+        _refuse(path, "; ".join(problems))
+    # After the level-0 block every item has at least a 4-byte link-list size.
+    if file_size < _HEADER.size + h.count * (h.size_per_element + 4):
+        _refuse(path, "is shorter than its header says")
+
+
+def _walk_link_lists(path: Path, h: _Header, upper: bytes) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Each item's level and where its upper link lists start, walked like hnswlib's loader."""
+    links_per_level = 4 + 4 * h.max_m
+    levels = np.zeros(h.count, dtype=np.int64)
+    starts: list[tuple[int, int]] = []
+    position = 0
+    for item in range(h.count):
+        if position + 4 > len(upper):
+            _refuse(path, "is shorter than its link lists say")
+        (size,) = struct.unpack_from("<I", upper, position)
+        position += 4
+        if size:
+            level, rest = divmod(size, links_per_level)
+            if rest or level > h.max_level:
+                _refuse(path, f"has a link list of {size} bytes for item {item}, which fits no level")
+            levels[item] = level
+            starts.append((item, position))
+            position += size
+    if position != len(upper):
+        _refuse(path, f"is {len(upper) - position} bytes longer than its link lists say")
+    if h.count and (int(levels.max()) != h.max_level or levels[h.entry_point] != h.max_level):
+        _refuse(path, "has an entry point or top level that does not match its link lists")
+    return levels, starts
+
+
+def _check_links(path: Path, lists: np.ndarray, capacity: int, levels: np.ndarray, level: int) -> None:
+    """lists: rows of [count word, capacity neighbour ids]; neighbours must exist at ``level``."""
+    counts = lists[:, 0]
+    # Low 16 bits: the count; the rest holds hnswlib's deletion mark, never set in a bundle.
+    if (counts > capacity).any():
+        _refuse(path, f"has a level-{level} link list longer than {capacity} or a deleted item")
+    used = np.arange(capacity) < counts[:, None]
+    neighbours = lists[:, 1:][used]
+    if (neighbours >= len(levels)).any() or (levels[neighbours] < level).any():
+        _refuse(path, f"has a level-{level} link to an item that does not exist at that level")
+
+
+def _check_level0(path: Path, h: _Header, level0: bytes, levels: np.ndarray, dim: int) -> None:
+    words = np.frombuffer(level0, dtype="<u4").reshape(h.count, h.size_per_element // 4)
+    _check_links(path, words[:, : 1 + h.max_m0], h.max_m0, levels, 0)
+    if not np.isfinite(words[:, h.offset_data // 4 : h.offset_data // 4 + dim].view("<f4")).all():
+        _refuse(path, "holds vectors with NaN or infinity")
+    rows = np.frombuffer(level0, dtype=np.uint8).reshape(h.count, h.size_per_element)
+    labels = np.ascontiguousarray(rows[:, h.label_offset : h.label_offset + 8]).view("<u8").ravel()
+    # Label i is item-table row i, so the labels must be exactly 0 .. count-1.
+    if not np.array_equal(np.sort(labels), np.arange(h.count, dtype=np.uint64)):
+        _refuse(path, f"has labels that are not the item rows 0..{h.count - 1}")
+
+
+def _check_upper_links(path: Path, h: _Header, upper: bytes, starts: list[tuple[int, int]],
+                       levels: np.ndarray) -> None:
+    if not starts:
+        return
+    words_per_level = 1 + h.max_m
+    # One row per (item, level >= 1), gathered once so the checks run in numpy, not per item.
+    rows = np.concatenate([
+        np.frombuffer(upper, dtype="<u4", count=int(levels[item]) * words_per_level, offset=start)
+        for item, start in starts
+    ]).reshape(-1, words_per_level)
+    row_levels = np.concatenate([np.arange(1, int(levels[item]) + 1) for item, _ in starts])
+    for level in range(1, h.max_level + 1):
+        _check_links(path, rows[row_levels == level], h.max_m, levels, level)
 
 
 class ItemIndex:
@@ -70,7 +176,7 @@ class ItemIndex:
     def load(cls, path: Path, spec: IndexSpec) -> "ItemIndex":
         import hnswlib
 
-        check_header(path, spec)
+        validate_index_file(path, spec)
         native = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:
             native.load_index(str(path), max_elements=spec.count)
@@ -104,11 +210,44 @@ class ItemIndex:
                 progress(len(block))
         return cls(native, spec)
 
+    def serialized(self) -> Iterator[bytes]:
+        """The bytes of hnswlib's index file format, produced in Python.
+
+        hnswlib's own ``save_index`` reports no write error (disk full, missing
+        directory) and overwrites in place; writing these chunks ourselves
+        surfaces every OSError and lets the bundle writer hash and fsync them.
+        The layout mirrors ``HierarchicalNSW::saveIndex`` (tested byte for byte).
+        """
+        state = self._native.__getstate__()[0]
+        count, per_element = state["cur_element_count"], state["size_data_per_element"]
+        yield _HEADER.pack(
+            state["offset_level0"], state["max_elements"], count, per_element, state["label_offset"],
+            state["offset_data"], state["max_level"], state["enterpoint_node"], state["max_M"], state["max_M0"],
+            state["M"], state["mult"], state["ef_construction"],
+        )
+        level0 = np.asarray(state["data_level0"]).view(np.uint8)
+        if level0.size < count * per_element:
+            raise BundleError(f"hnswlib returned {level0.size} bytes of level-0 data for {count} items")
+        for start in range(0, count, _ADD_CHUNK):
+            yield level0[start * per_element : min(count, start + _ADD_CHUNK) * per_element].tobytes()
+        link_sizes = np.asarray(state["element_levels"], dtype=np.int64) * state["size_links_per_element"]
+        links = np.asarray(state["link_lists"]).view(np.uint8)
+        block = bytearray()
+        offset = 0
+        for size in link_sizes.tolist():
+            block += struct.pack("<I", size)
+            block += links[offset : offset + size].tobytes()
+            offset += size
+            if len(block) >= 1 << 20:
+                yield bytes(block)
+                block.clear()
+        yield bytes(block)
+
     def save(self, path: Path) -> None:
-        self._native.save_index(str(path))
-        # hnswlib reports no write errors: check something real landed.
-        if not path.is_file() or path.stat().st_size == 0:
-            raise BundleError(f"{path}: hnswlib failed to write the index (disk full or not writable?)")
+        """Write the index file (outside a bundle: tests and tools; bundles go through BundleWriter)."""
+        with open(path, "wb") as handle:
+            for chunk in self.serialized():
+                handle.write(chunk)
 
     def vectors(self, labels: Iterable[int]) -> np.ndarray:
         return np.asarray(self._native.get_items(list(labels)), dtype=np.float32)
