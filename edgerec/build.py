@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import __version__
-from .bundle import BundleWriter, open_bundle
+from .bundle import Bundle, BundleWriter, open_bundle
 from .encoder import TextEncoder
 from .errors import CatalogError
 from .index import DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, ItemIndex
@@ -57,13 +57,14 @@ def build_bundle(
     ef: int = DEFAULT_EF,
     overwrite: bool = False,
     progress: Progress | None = None,
+    source: Bundle | None = None,
 ) -> Manifest:
-    """Encode ``records`` with the given model and write a complete bundle to ``out``."""
+    """Encode ``records`` with the given model and write a complete bundle to ``out``.
+
+    ``source``: the verified bundle the model files come from, if any (their hashes are checked on copy).
+    """
     table = ItemTable.from_records(list(records), id_field)
-    texts = [item_text(record, text_fields) for record in table.records]
-    empty = [record[id_field] for record, text in zip(table.records, texts) if not text]
-    if empty:
-        raise CatalogError(f"{len(empty)} items have no text in {list(text_fields)}, e.g. id {empty[0]!r}")
+    texts = item_texts(table, text_fields)
 
     with BundleWriter(out, overwrite=overwrite) as writer:
         encoder = TextEncoder(model_path, tokenizer_path, encoder_spec, threads=threads)
@@ -92,28 +93,62 @@ def build_bundle(
                                 threads=threads or 0, progress=advance_index)
         index_seconds = time.perf_counter() - started
 
-        writer.copy_in("encoder", model_path)
-        writer.copy_in("tokenizer", tokenizer_path)
-        index.save(writer.path_for("index"))
-        table.write(writer.path_for("items"))
-        if notice_path is not None:
-            writer.copy_in("notice", notice_path)
-        items_spec = ItemsSpec(count=len(table), id_field=id_field, text_fields=tuple(text_fields),
-                               columns=table.columns())
         build_facts = {
             "tool_versions": tool_versions(),
             "encode_seconds": round(encode_seconds, 3),
             "index_seconds": round(index_seconds, 3),
             "items_per_second": round(len(texts) / max(encode_seconds, 1e-9), 1),
         }
-        return writer.finish(
-            name=name,
-            encoder=encoder_spec,
-            index=index.spec,
-            items=items_spec,
-            user=user,
-            provenance={**(provenance or {}), "build": build_facts},
+        return write_bundle_files(
+            writer, table=table, index=index, model_path=model_path, tokenizer_path=tokenizer_path,
+            notice_path=notice_path, encoder_spec=encoder_spec, text_fields=text_fields, user=user, name=name,
+            provenance={**(provenance or {}), "build": build_facts}, source=source,
         )
+
+
+def item_texts(table: ItemTable, text_fields: Sequence[str]) -> list[str]:
+    """Each item's encoder text; an item with no text in any of the fields is refused."""
+    texts = [item_text(record, text_fields) for record in table.records]
+    empty = [record[table.id_field] for record, text in zip(table.records, texts) if not text]
+    if empty:
+        raise CatalogError(f"{len(empty)} items have no text in {list(text_fields)}, e.g. id {empty[0]!r}")
+    return texts
+
+
+def write_bundle_files(
+    writer: BundleWriter,
+    *,
+    table: ItemTable,
+    index: ItemIndex,
+    model_path: Path,
+    tokenizer_path: Path,
+    encoder_spec: EncoderSpec,
+    text_fields: Sequence[str],
+    user: UserSpec,
+    name: str,
+    provenance: Mapping[str, Any],
+    notice_path: Path | None = None,
+    source: Bundle | None = None,
+) -> Manifest:
+    """Write every file of a bundle through ``writer`` and publish it.
+
+    With ``source``, the encoder, tokenizer and notice copied from it must
+    hash to what its (verified) manifest says.
+    """
+
+    def expected(role: str) -> str | None:
+        return source.manifest.files[role].sha256 if source is not None and role in source.manifest.files else None
+
+    writer.copy_in("encoder", model_path, sha256=expected("encoder"))
+    writer.copy_in("tokenizer", tokenizer_path, sha256=expected("tokenizer"))
+    writer.write("index", index.serialized())
+    writer.write("items", table.serialized())
+    if notice_path is not None:
+        writer.copy_in("notice", notice_path, sha256=expected("notice"))
+    items_spec = ItemsSpec(count=len(table), id_field=table.id_field, text_fields=tuple(text_fields),
+                           columns=table.columns())
+    return writer.finish(name=name, encoder=encoder_spec, index=index.spec, items=items_spec, user=user,
+                         provenance=provenance)
 
 
 def build_from_catalog(
@@ -145,6 +180,7 @@ def build_from_catalog(
     return build_bundle(
         records,
         out,
+        source=source,
         model_path=source.path("encoder"),
         tokenizer_path=source.path("tokenizer"),
         encoder_spec=source.manifest.encoder,

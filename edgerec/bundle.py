@@ -3,13 +3,18 @@
 ``open_bundle`` verifies every file (inside the root, a plain regular file,
 right size, right sha256) before anything hands it to ONNX Runtime, tokenizers
 or hnswlib: those libraries run silently wrong or crash on a damaged file.
-``BundleWriter`` stages a bundle in a temporary sibling directory, writes the
-manifest last and renames the whole directory into place, so a reader never
-sees half a bundle.
+``BundleWriter`` stages a bundle in a temporary sibling directory, writes
+each file itself (so every write error surfaces, and what landed is read back
+and compared with what was written), writes the manifest last, fsyncs, and
+renames the whole directory into place, so a reader never sees half a bundle.
+
+A directory without a manifest but with a ``current`` pointer is a bundle home
+(edgerec.store): ``open_bundle`` opens the version the pointer names.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -18,9 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from .errors import BundleError, IntegrityError, ManifestError
+from .errors import BundleError, IntegrityError, ManifestError, WriteError
+from .faults import fault_point
 from .manifest import MANIFEST_NAME, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
 
 # Canonical file names a writer uses for each role.
@@ -37,10 +43,16 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its manifest and the absolute path of each file."""
+    """A verified bundle: its manifest and the absolute path of each file.
+
+    ``home`` and ``version`` are set when the bundle was opened through a
+    bundle home (edgerec.store): the home directory and the version's name.
+    """
 
     root: Path
     manifest: Manifest
+    home: Path | None = None
+    version: str | None = None
 
     def path(self, role: str) -> Path:
         return self.root / self.manifest.files[role].path
@@ -54,8 +66,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def open_bundle(root: str | os.PathLike[str]) -> Bundle:
-    """Read the manifest of ``root`` and verify every file it lists."""
+def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True) -> Bundle:
+    """Read the manifest of ``root`` and verify every file it lists.
+
+    ``root`` may also be a bundle home: then the version its ``current``
+    pointer names is opened (``follow_home=False`` refuses homes).
+    """
     root = Path(root)
     if not root.exists():
         raise BundleError(f"{root}: no such bundle directory; pass --bundle DIR or set EDGEREC_BUNDLE")
@@ -63,6 +79,11 @@ def open_bundle(root: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{root}: not a directory; a bundle is a directory with a manifest.json")
     root = root.resolve()
     manifest_path = root / MANIFEST_NAME
+    if follow_home and not os.path.lexists(manifest_path):
+        from .store import is_home, open_current  # imported here: store builds on this module
+
+        if is_home(root):
+            return open_current(root)
     _check_plain_file(manifest_path, MANIFEST_NAME, missing_hint="this directory is not an edgerec bundle")
     if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
         raise ManifestError(f"{manifest_path}: larger than {_MAX_MANIFEST_BYTES} bytes; not a manifest")
@@ -113,9 +134,10 @@ def _verify_file(root: Path, role: str, entry: FileEntry) -> None:
 class BundleWriter:
     """Stage the files of a new bundle, then publish them atomically.
 
-    Use as a context manager: write each role's file at ``path_for(role)``
-    (or ``copy_in``), then call ``finish``. On any exception the staging
-    directory is removed and ``out`` is untouched.
+    Use as a context manager: write each role's file with ``write`` or
+    ``copy_in`` (or, for tests and tools, at ``path_for(role)``), then call
+    ``finish``. On any exception the staging directory is removed and ``out``
+    is untouched. Write failures (disk full, read-only, ...) raise WriteError.
     """
 
     def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> None:
@@ -125,10 +147,12 @@ class BundleWriter:
         parent = self.out.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=parent))
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}{STAGING_MARK}", dir=parent))
         except OSError as exc:
-            raise BundleError(f"{parent}: cannot write here ({exc.strerror})") from None
+            raise write_error(parent, exc) from None
         self._done = False
+        self._written: dict[str, tuple[int, str]] = {}  # role -> (size, sha256) as written
+        fault_point("after-create:staging")
 
     def _check_out(self) -> None:
         if self.out.exists() and not self.overwrite:
@@ -147,8 +171,15 @@ class BundleWriter:
     def path_for(self, role: str) -> Path:
         return self.staging / FILE_NAMES[role]
 
-    def copy_in(self, role: str, source: str | os.PathLike[str]) -> None:
-        shutil.copyfile(source, self.path_for(role))
+    def write(self, role: str, chunks: Iterable[bytes]) -> None:
+        """Write a role's file from ``chunks``, fsync it, and remember its size and sha256."""
+        self._written[role] = write_new_file(self.path_for(role), chunks)
+
+    def copy_in(self, role: str, source: str | os.PathLike[str], *, sha256: str | None = None) -> None:
+        """Copy a file in; with ``sha256``, refuse a source that is not the verified one."""
+        self.write(role, _read_chunks(Path(source)))
+        if sha256 is not None and self._written[role][1] != sha256:
+            raise IntegrityError(f"{source}: changed while it was being copied; nothing was written")
 
     def finish(
         self,
@@ -163,15 +194,25 @@ class BundleWriter:
         files = {}
         for role, file_name in FILE_NAMES.items():
             path = self.staging / file_name
-            if path.exists():
+            if role in self._written:
+                size, digest = self._written[role]
+                _check_landed(path, size, digest)
+            elif path.exists():
                 _fsync_file(path)
-                files[role] = FileEntry(path=file_name, size=path.stat().st_size, sha256=sha256_of(path))
+                size, digest = path.stat().st_size, sha256_of(path)
+            else:
+                continue
+            files[role] = FileEntry(path=file_name, size=size, sha256=digest)
         manifest = Manifest(name=name, files=files, encoder=encoder, index=index, items=items, user=user,
                             provenance=provenance)
         manifest_path = self.staging / MANIFEST_NAME
-        manifest_path.write_text(manifest.to_json(), encoding="utf-8")
-        _fsync_file(manifest_path)
-        _fsync_dir(self.staging)
+        data = manifest.to_json().encode("utf-8")
+        _check_landed(manifest_path, *write_new_file(manifest_path, [data]))
+        try:
+            fsync_dir(self.staging)
+        except OSError as exc:
+            raise write_error(self.staging, exc) from None
+        fault_point("after-fsync:staging")
         self._publish()
         self._done = True
         return manifest
@@ -179,13 +220,85 @@ class BundleWriter:
     def _publish(self) -> None:
         self._check_out()  # again: building took a while and someone may have made `out` since
         old = None
-        if self.out.exists():
-            old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.rename(self.out, old)
-        os.rename(self.staging, self.out)
-        _fsync_dir(self.out.parent)
+        try:
+            if self.out.exists():
+                old = self.out.with_name(f".{self.out.name}{OLD_MARK}{os.getpid()}")
+                os.rename(self.out, old)
+            os.rename(self.staging, self.out)
+            fault_point("after-rename:bundle")
+            fsync_dir(self.out.parent)
+        except OSError as exc:
+            raise write_error(self.out, exc) from None
+        fault_point("after-fsync:parent")
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+# Marks in the names of a writer's temporary directories, so leftovers of a
+# killed writer can be recognised (edgerec.store removes them).
+STAGING_MARK = ".staging-"
+OLD_MARK = ".old-"
+_WRITE_HINTS = {
+    errno.ENOSPC: "free some disk space and try again",
+    errno.EDQUOT: "free some space (disk quota) and try again",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.EACCES: "no permission to write here; write somewhere else",
+    errno.EPERM: "no permission to write here; write somewhere else",
+}
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    reason = exc.strerror or str(exc)
+    hint = _WRITE_HINTS.get(exc.errno or 0, "check the disk and try again")
+    return WriteError(f"{path}: cannot write ({reason}); {hint}. Nothing was replaced")
+
+
+def _read_chunks(source: Path) -> Iterator[bytes]:
+    try:
+        with open(source, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+    except OSError as exc:
+        raise BundleError(f"{source}: cannot read ({exc.strerror})") from None
+
+
+def write_new_file(path: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
+    """Write a new file with os.write (every error surfaces), fsync it: (size, sha256) of what was written."""
+    fault_point(f"before-write:{path.name}")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(fd, view)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    view = view[written:]
+                digest.update(chunk)
+                size += len(chunk)
+            fault_point(f"after-write:{path.name}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    fault_point(f"after-fsync:{path.name}")
+    return size, digest.hexdigest()
+
+
+def _check_landed(path: Path, size: int, digest: str) -> None:
+    """Read a written file back: a short or damaged write must never be published."""
+    try:
+        actual_size = path.stat().st_size
+        actual = sha256_of(path) if actual_size == size else ""
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    if actual != digest:
+        raise WriteError(f"{path}: reads back as {actual_size} bytes with another sha256 than the {size} bytes "
+                         "written; the disk may be full or failing. Nothing was replaced")
 
 
 def _fsync_file(path: Path) -> None:
@@ -193,7 +306,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -1,7 +1,8 @@
 """The `edgerec` command line: a thin layer over the library.
 
 The library raises EdgerecErrors; only this module turns them into one-line
-messages and exit codes (1 other error, 2 bad input, 3 bad bundle, 4 device).
+messages and exit codes (1 other error, 2 bad input, 3 bad bundle, 4 device,
+5 another writer is updating the bundle home).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main() -> None:
       edgerec similar "Matrix, The (1999)" -k 5
       edgerec recommend "Alien (1979)" "Blade Runner (1982)"
       edgerec build my_items.jsonl --out my_bundle
+      edgerec init my_home --from my_bundle && edgerec add new_items.jsonl --bundle my_home
       edgerec info
     """
 
@@ -159,6 +161,15 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
     from .build import build_from_catalog
 
     fields = [f.strip() for f in text_fields.split(",") if f.strip()] if text_fields else None
+    from .store import Store, is_home
+
+    if is_home(out):  # a rebuild: a new version in the home, switched to when complete
+        with StageProgress() as progress:
+            report = Store(out).rebuild(catalog, base=bundle, text_fields=fields, id_field=id_field, name=name,
+                                        threads=threads, progress=progress)
+        click.echo(f"wrote {safe(out)}/{report.version} (now current; previous {report.previous}): "
+                   f"{report.count} items", err=True)
+        return
     with StageProgress() as progress:
         manifest = build_from_catalog(
             catalog, out, base=resolve_bundle_path(bundle), text_fields=fields, id_field=id_field,
@@ -166,6 +177,58 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
         )
     click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
                err=True)
+
+
+@main.command()
+@click.argument("home", type=click.Path())
+@click.option("--from", "source", type=click.Path(), default=None,
+              help="Bundle to start from (default: the bundle shipped with edgerec).")
+def init(home: str, source: str | None) -> None:
+    """Make HOME a bundle home (versioned, for `add`, `remove` and rebuilds) starting from a copy of --from."""
+    from .store import Store
+
+    store = Store.create(home, resolve_bundle_path(source))
+    click.echo(f"made {safe(home)}: version {store.pointer().current}; "
+               f"use it with --bundle {safe(home)} or {BUNDLE_ENV}", err=True)
+
+
+def _report(home: str, report: Any) -> None:
+    click.echo(f"{safe(home)}: version {report.version} is current (previous {report.previous}): "
+               f"{report.count} items; {report.added} added, {report.replaced} replaced, {report.removed} removed, "
+               f"{report.encoded} encoded", err=True)
+
+
+@main.command()
+@click.argument("catalog", type=click.Path())
+@click.option("--id-field", default=None, help="Field holding each item's id (default: the bundle's).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (default: all cores).")
+@bundle_option
+def add(catalog: str, id_field: str | None, threads: int | None, bundle: str | None) -> None:
+    """Add or replace the items of CATALOG (.jsonl, .csv or .tsv) in the bundle home --bundle.
+
+    \b
+    Items whose id is new are added; items whose id exists replace the old
+    record. Only new and changed texts are encoded. The update is written as a
+    new version and switched to atomically; a killed update leaves the old one.
+    """
+    from .store import Store
+
+    home = str(resolve_bundle_path(bundle))
+    with StageProgress() as progress:
+        report = Store(home).add(catalog, id_field=id_field, threads=threads, progress=progress)
+    _report(home, report)
+
+
+@main.command()
+@click.argument("item_ids", nargs=-1, required=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (default: all cores).")
+@bundle_option
+def remove(item_ids: Sequence[str], threads: int | None, bundle: str | None) -> None:
+    """Remove ITEM_IDS from the bundle home --bundle (all must exist; nothing is removed otherwise)."""
+    from .store import Store
+
+    home = str(resolve_bundle_path(bundle))
+    _report(home, Store(home).remove(list(item_ids), threads=threads))
 
 
 @main.command()
@@ -181,10 +244,12 @@ def info(as_json: bool, bundle: str | None) -> None:
     providers = available_providers()
     if as_json:
         body = json.loads(manifest.to_json())
-        click.echo(json.dumps({"path": str(opened.root), "manifest": body, "providers": providers}))
+        home = {"home": str(opened.home), "version": opened.version} if opened.home else {}
+        click.echo(json.dumps({"path": str(opened.root), **home, "manifest": body, "providers": providers}))
         return
     lines = [
         f"bundle      {safe(manifest.name)}  ({safe(opened.root)})",
+        *([f"home        {safe(opened.home)}  (version {opened.version})"] if opened.home else []),
         f"format      {manifest.format} v{manifest.schema_version}",
         f"items       {manifest.items.count}  (text: {', '.join(manifest.items.text_fields)})",
         f"encoder     dim {manifest.encoder.dim}, {manifest.encoder.pooling} pooling, "

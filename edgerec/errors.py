@@ -56,3 +56,13 @@ class ProviderError(EdgerecError):
     """The requested ONNX Runtime execution provider is not available."""
 
     exit_code = 4
+
+
+class WriteError(EdgerecError):
+    """A new bundle or version could not be written (disk full, read-only, ...); nothing old was changed."""
+
+
+class StoreBusyError(EdgerecError):
+    """Another process is writing to the same bundle home; only one writer at a time."""
+
+    exit_code = 5

@@ -64,6 +64,9 @@ def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:
 class Recommender:
     """Recommendations from one bundle. Build it with ``Recommender.load``."""
 
+    # (threads, device) the encoder was made with: reload() makes a new one the same way.
+    _load_options: tuple[int | None, str] = (None, "cpu")
+
     def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable) -> None:
         self.bundle = bundle
         self.encoder = encoder
@@ -78,15 +81,45 @@ class Recommender:
         threads: int | None = None,
         device: str = "cpu",
     ) -> "Recommender":
-        """Verify and open a bundle (None: $EDGEREC_BUNDLE, else the default bundle)."""
-        bundle = open_bundle(resolve_bundle_path(path))
+        """Verify and open a bundle (None: $EDGEREC_BUNDLE, else the default bundle).
+
+        A bundle home (edgerec.store) opens the version its ``current`` pointer names.
+        """
+        return cls._open(open_bundle(resolve_bundle_path(path)), threads=threads, device=device)
+
+    @classmethod
+    def _open(cls, bundle: Bundle, *, threads: int | None, device: str,
+              encoder: TextEncoder | None = None) -> "Recommender":
         manifest = bundle.manifest
         items = ItemTable.load(bundle.path("items"), manifest.items)
         index = ItemIndex.load(bundle.path("index"), manifest.index)
-        encoder = TextEncoder(
-            bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
+        if encoder is None:
+            encoder = TextEncoder(
+                bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
+            )
+        recommender = cls(bundle, encoder, index, items)
+        recommender._load_options = (threads, device)
+        return recommender
+
+    def reload(self) -> "Recommender":
+        """A Recommender for the version that is current now; ``self`` when nothing changed.
+
+        For a bundle home this follows the ``current`` pointer to the newest
+        version; for a plain bundle directory it re-reads the directory. This
+        Recommender is never changed: it keeps answering from the version it
+        loaded, so threads using it see no mix. Swap the reference when ready
+        (``rec = rec.reload()``). The ONNX session is reused when the encoder
+        and tokenizer files are the same.
+        """
+        bundle = open_bundle(self.bundle.home or self.bundle.root)
+        if bundle.root == self.bundle.root and bundle.manifest == self.bundle.manifest:
+            return self
+        old, new = self.bundle.manifest, bundle.manifest
+        same_encoder = old.encoder == new.encoder and all(
+            old.files[role].sha256 == new.files[role].sha256 for role in ("encoder", "tokenizer")
         )
-        return cls(bundle, encoder, index, items)
+        threads, device = self._load_options
+        return self._open(bundle, threads=threads, device=device, encoder=self.encoder if same_encoder else None)
 
     def __len__(self) -> int:
         return len(self.items)

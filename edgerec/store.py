@@ -1,0 +1,466 @@
+"""Bundle homes: versioned bundles behind an atomic pointer, for crash-safe catalogue updates.
+
+A home is a directory::
+
+    HOME/
+      current              {"format": "edgerec-home", "current": "v000003", "previous": "v000002"}
+      v000002/             a complete bundle (what `current` named before the last update)
+      v000003/             a complete bundle (what readers load)
+      .lock                held with fcntl.flock by the one writer
+      .v000004.staging-*   a writer's unfinished version (removed by the next writer)
+
+Readers read ``current`` and open the version it names; nothing else in the
+home matters to them. A writer takes the lock, writes a whole new version
+beside the others with ``BundleWriter`` (staged, fsynced, verified, renamed
+into place), and only then replaces ``current`` (temp file, fsync, rename,
+fsync the directory). Killed at any point, the home holds either the old
+``current`` or the new one, each naming a complete version. A live index is
+never changed: every update writes a new version.
+
+The pointer is a file rather than a symlink because bundle loading refuses
+symlinks, and a rename over a file is atomic on every POSIX file system.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .bundle import (
+    FILE_NAMES,
+    OLD_MARK,
+    STAGING_MARK,
+    Bundle,
+    BundleWriter,
+    fsync_dir,
+    open_bundle,
+    write_error,
+    write_new_file,
+)
+from .errors import BundleError, CatalogError, InputError, ManifestError, StoreBusyError, UnknownItemError
+from .faults import fault_point
+from .index import ItemIndex, validate_index_file
+from .items import ItemTable, read_catalog
+from .manifest import MANIFEST_NAME
+
+POINTER_NAME = "current"
+LOCK_NAME = ".lock"
+HOME_FORMAT = "edgerec-home"
+_POINTER_TEMP = ".current.tmp"
+_VERSION = re.compile(r"^v(\d{6,})$")
+_MAX_POINTER_BYTES = 4096
+# A reader that read the pointer just before two updates removed that version retries this often.
+_OPEN_ATTEMPTS = 3
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Pointer:
+    current: str
+    previous: str | None = None
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What an update did: the new version and how its items came about."""
+
+    version: str
+    previous: str | None
+    count: int  # items in the new version
+    added: int = 0  # new ids
+    replaced: int = 0  # ids that were there, given again (their records replace the old ones)
+    removed: int = 0
+    encoded: int = 0  # items whose text had to be encoded; the others' vectors were copied
+
+
+def is_home(path: str | os.PathLike[str]) -> bool:
+    """A directory with a ``current`` pointer and no manifest of its own."""
+    root = Path(path)
+    return os.path.lexists(root / POINTER_NAME) and not os.path.lexists(root / MANIFEST_NAME)
+
+
+def read_pointer(home: Path) -> Pointer:
+    path = home / POINTER_NAME
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_POINTER_BYTES:
+            raise ManifestError(f"{path}: not a small regular file; restore the home's `current` pointer")
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing; {home} is not a bundle home") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, RecursionError):  # also UnicodeDecodeError
+        raise ManifestError(f"{path}: not valid JSON; restore the pointer (it names a version directory)") from None
+    if not isinstance(raw, dict) or raw.get("format") != HOME_FORMAT:
+        raise ManifestError(f"{path}: format must be {HOME_FORMAT!r}")
+    current, previous = raw.get("current"), raw.get("previous")
+    if not (isinstance(current, str) and _VERSION.match(current)):
+        raise ManifestError(f"{path}: current must name a version like 'v000001', got {current!r}")
+    if previous is not None and not (isinstance(previous, str) and _VERSION.match(previous)):
+        raise ManifestError(f"{path}: previous must name a version like 'v000001', got {previous!r}")
+    return Pointer(current, previous)
+
+
+def open_current(home: str | os.PathLike[str]) -> Bundle:
+    """Verify and open the version that the home's pointer names."""
+    home = Path(home).resolve()
+    for attempt in range(_OPEN_ATTEMPTS):
+        pointer = read_pointer(home)
+        try:
+            return _open_version(home, pointer.current)
+        except BundleError:
+            # A writer may have switched and removed this version since we read the pointer.
+            if attempt + 1 == _OPEN_ATTEMPTS or read_pointer(home) == pointer:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _open_version(home: Path, name: str) -> Bundle:
+    path = home / name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: the version named by {home / POINTER_NAME} is missing; "
+                          "restore it or point `current` at another version") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise BundleError(f"{path}: a version must be a directory inside the home, not a link or a file")
+    return replace(open_bundle(path, follow_home=False), home=home, version=name)
+
+
+class Store:
+    """The writer side of a bundle home. Every method that writes holds the home's lock."""
+
+    def __init__(self, home: str | os.PathLike[str], *, keep: int = 2) -> None:
+        if keep < 2:
+            raise ValueError("keep must be at least 2: the current version and the one before it")
+        self.home = Path(home).absolute()
+        self.keep = keep
+
+    # -- reading -------------------------------------------------------------
+    def pointer(self) -> Pointer:
+        return read_pointer(self.home)
+
+    def versions(self) -> list[str]:
+        """Complete version directories in the home, oldest first."""
+        try:
+            names = os.listdir(self.home)
+        except FileNotFoundError:
+            return []
+        return sorted((n for n in names if _VERSION.match(n)), key=_version_number)
+
+    # -- writing -------------------------------------------------------------
+    @classmethod
+    def create(cls, home: str | os.PathLike[str], source: str | os.PathLike[str]) -> "Store":
+        """A new home whose first version is a verified copy of the bundle ``source``."""
+        home = Path(home).absolute()
+        if home.exists() and (not home.is_dir() or any(home.iterdir())):
+            raise InputError(f"{home}: already exists and is not empty; choose a new directory for the home")
+        bundle = open_bundle(source)
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(home, exc) from None
+        store = cls(home)
+        with store._locked(creating=True):
+            if os.path.lexists(home / POINTER_NAME):
+                raise InputError(f"{home}: became a home while this one was being made")
+            store._commit(lambda out: _copy_bundle(bundle, out), previous=None)
+        return store
+
+    def add(self, catalog: str | os.PathLike[str], *, id_field: str | None = None, threads: int | None = None,
+            progress: Progress | None = None) -> UpdateReport:
+        """Add the catalogue's items, replacing those whose id is already there. Unchanged texts keep
+        their vectors (copied from the current index); only new and changed texts are encoded."""
+        with self._locked():
+            current = open_current(self.home)
+            wanted_id = id_field or current.manifest.items.id_field
+            records = [_rename_id(r, wanted_id, current.manifest.items.id_field)
+                       for r in read_catalog(catalog, id_field=wanted_id)]
+            return self._update(current, records, (), catalog=Path(catalog).name, threads=threads,
+                                progress=progress)
+
+    def remove(self, item_ids: Sequence[str], *, threads: int | None = None) -> UpdateReport:
+        """Remove items by id; every id must exist (nothing is removed otherwise)."""
+        if isinstance(item_ids, str):
+            raise TypeError("item_ids must be a sequence of str ids, not one str")
+        with self._locked():
+            current = open_current(self.home)
+            return self._update(current, [], item_ids, catalog=None, threads=threads, progress=None)
+
+    def rebuild(self, catalog: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
+                text_fields: Sequence[str] | None = None, id_field: str = "id", name: str | None = None,
+                threads: int | None = None, progress: Progress | None = None) -> UpdateReport:
+        """A new version from a whole catalogue, encoded with ``base``'s model (default: the current version's)."""
+        from .build import build_from_catalog
+
+        with self._locked():
+            previous = self.pointer().current
+            manifest = self._commit(
+                lambda out: build_from_catalog(catalog, out, base=base or self.home / previous,
+                                               text_fields=text_fields, id_field=id_field,
+                                               name=name or self.home.name, threads=threads, progress=progress),
+                previous=previous,
+            )
+        count = manifest.items.count
+        return UpdateReport(version=self.pointer().current, previous=previous, count=count, encoded=count)
+
+    # -- internals -----------------------------------------------------------
+    def _update(self, current: Bundle, records: list[dict[str, Any]], remove_ids: Sequence[str], *,
+                catalog: str | None, threads: int | None, progress: Progress | None) -> UpdateReport:
+        from .build import item_texts, tool_versions, write_bundle_files
+        from .items import item_text
+
+        manifest = current.manifest
+        id_field, text_fields = manifest.items.id_field, manifest.items.text_fields
+        old_table = ItemTable.load(current.path("items"), manifest.items)
+        for item_id in remove_ids:
+            if not isinstance(item_id, str):
+                raise TypeError(f"item ids are str, got {type(item_id).__name__}")
+            if item_id not in old_table.labels:
+                raise UnknownItemError(item_id)
+        removing = set(remove_ids)
+        incoming = {record[id_field]: record for record in records}
+        added = [r for item_id, r in incoming.items() if item_id not in old_table.labels]
+        # Old items keep their order (replaced ones in place); new ones follow in catalogue order.
+        merged = [incoming.get(r[id_field], r) for r in old_table.records if r[id_field] not in removing] + added
+        if not merged:
+            raise CatalogError("the update would leave no items; a bundle needs at least one")
+        table = ItemTable.from_records(merged, id_field)
+        texts = item_texts(table, text_fields)
+        # A stored vector is reused when the item's text is still the one it was encoded from.
+        reuse: list[int | None] = []
+        for record, text in zip(table.records, texts):
+            label = old_table.labels.get(record[id_field])
+            unchanged = label is not None and item_text(old_table.records[label], text_fields) == text
+            reuse.append(label if unchanged else None)
+        started = time.perf_counter()
+        vectors = _vectors(current, reuse, texts, threads=threads, progress=progress)
+        encode_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        index = ItemIndex.build(vectors, m=manifest.index.m, ef_construction=manifest.index.ef_construction,
+                                ef=manifest.index.ef, threads=threads or 0)
+        report = UpdateReport(
+            version=self._next_version(), previous=current.version, count=len(table), added=len(added),
+            replaced=len(incoming) - len(added), removed=len(removing), encoded=reuse.count(None),
+        )
+        provenance = {
+            **manifest.provenance,
+            "update": {"kind": "remove" if remove_ids else "add", "from_version": current.version,
+                       "catalog": catalog, "added": report.added, "replaced": report.replaced,
+                       "removed": report.removed, "encoded": report.encoded},
+            "build": {"tool_versions": tool_versions(), "encode_seconds": round(encode_seconds, 3),
+                      "index_seconds": round(time.perf_counter() - started, 3)},
+        }
+        notice = current.path("notice") if "notice" in manifest.files else None
+
+        def write_version(out: Path) -> Any:
+            with BundleWriter(out) as writer:
+                return write_bundle_files(
+                    writer, table=table, index=index, model_path=current.path("encoder"),
+                    tokenizer_path=current.path("tokenizer"), notice_path=notice, encoder_spec=manifest.encoder,
+                    text_fields=text_fields, user=manifest.user, name=manifest.name, provenance=provenance,
+                    source=current,
+                )
+
+        self._commit(write_version, previous=current.version, name=report.version)
+        return report
+
+    def _commit(self, write_version: Callable[[Path], Any], *, previous: str | None, name: str | None = None) -> Any:
+        """Write a new version with ``write_version(dir)``, verify it, switch ``current`` to it, tidy up."""
+        name = name or self._next_version()
+        out = self.home / name
+        result = write_version(out)
+        try:
+            _verify_version(out)
+            fault_point("after-verify")
+            self._switch(Pointer(current=name, previous=previous))
+        except BaseException:
+            self._abandon(name)
+            raise
+        self._tidy()
+        fault_point("after-tidy")
+        return result
+
+    def _next_version(self) -> str:
+        numbers = [_version_number(n) for n in self.versions()]
+        if os.path.lexists(self.home / POINTER_NAME):
+            pointer = self.pointer()
+            numbers += [_version_number(n) for n in (pointer.current, pointer.previous) if n]
+        return f"v{max(numbers, default=0) + 1:06d}"
+
+    def _abandon(self, name: str) -> None:
+        """After a failed switch: remove the unused new version and pointer temp file (a killed writer's
+        are removed by the next writer instead)."""
+        (self.home / _POINTER_TEMP).unlink(missing_ok=True)
+        try:
+            switched = self.pointer().current == name
+        except BundleError:
+            return  # cannot tell: leave the version for the next writer's tidy-up
+        if not switched:
+            _remove_tree(self.home / name)
+
+    def _switch(self, pointer: Pointer) -> None:
+        body = {"format": HOME_FORMAT, "current": pointer.current, "previous": pointer.previous}
+        temp = self.home / _POINTER_TEMP
+        write_new_file(temp, [(json.dumps(body) + "\n").encode("utf-8")])
+        try:
+            os.rename(temp, self.home / POINTER_NAME)
+            fault_point("after-rename:current")
+            fsync_dir(self.home)
+        except OSError as exc:
+            raise write_error(self.home / POINTER_NAME, exc) from None
+        fault_point("after-fsync:home")
+
+    def _tidy(self) -> None:
+        """Remove what no reader can be using: killed writers' leftovers and versions beyond ``keep``.
+
+        Runs under the lock, so no writer is active. Readers open only what
+        ``current`` names (a reader holding an older pointer retries). Without
+        a readable pointer no version is touched.
+        """
+        for entry in os.listdir(self.home):
+            if entry.startswith(".") and (STAGING_MARK in entry or OLD_MARK in entry):
+                shutil.rmtree(self.home / entry, ignore_errors=True)
+            elif entry == _POINTER_TEMP:
+                (self.home / entry).unlink(missing_ok=True)
+        if not os.path.lexists(self.home / POINTER_NAME):
+            return
+        pointer = self.pointer()
+        live = [name for name in (pointer.current, pointer.previous) if name]
+        # Beyond the live ones, the newest versions below the current one; a version above it was
+        # never switched to (its writer was killed), so no reader has seen it.
+        older = [v for v in self.versions()
+                 if v not in live and _version_number(v) < _version_number(pointer.current)]
+        spare = self.keep - len(live)
+        keep = set(live) | set(older[len(older) - spare:] if spare > 0 else [])
+        for name in self.versions():
+            if name not in keep:
+                _remove_tree(self.home / name)
+
+    def _require_home(self) -> None:
+        if not self.home.is_dir():
+            raise BundleError(f"{self.home}: no such bundle home; make one with `edgerec init {self.home}`")
+        versions = self.versions()
+        if versions and not os.path.lexists(self.home / POINTER_NAME):
+            raise BundleError(
+                f"{self.home / POINTER_NAME}: missing, though the home holds {', '.join(versions)}; write it back as "
+                f'{{"format": "{HOME_FORMAT}", "current": "{versions[-1]}"}} if that version is the one to serve'
+            )
+        if not is_home(self.home):
+            raise InputError(
+                f"{self.home}: not a bundle home (updates write new versions into a home); "
+                f"make one from this bundle with `edgerec init HOME --from {self.home}` and update HOME"
+            )
+
+    @contextmanager
+    def _locked(self, *, creating: bool = False) -> Iterator[None]:
+        """Hold the home's lock (refusing at once if another writer has it) and clear killed writers' leftovers."""
+        if not creating:
+            self._require_home()
+        path = self.home / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise BundleError(f"{self.home}: no such bundle home; make one with `edgerec init`") from None
+            raise write_error(path, exc) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise StoreBusyError(
+                    f"{self.home}: another edgerec process (pid {holder}) is updating this home; "
+                    "wait for it to finish and try again"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            self._tidy()
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _version_number(name: str) -> int:
+    match = _VERSION.match(name)
+    return int(match.group(1)) if match else 0
+
+
+def _verify_version(out: Path) -> None:
+    """Re-open the new version as a reader would (sizes, hashes, index structure) before anyone can."""
+    bundle = open_bundle(out, follow_home=False)
+    validate_index_file(bundle.path("index"), bundle.manifest.index)
+    ItemTable.load(bundle.path("items"), bundle.manifest.items)
+
+
+def _remove_tree(path: Path) -> None:
+    # Rename first (atomic), so a half-deleted version never carries a version name.
+    doomed = path.with_name(f".{path.name}{OLD_MARK}{os.getpid()}")
+    try:
+        os.rename(path, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _copy_bundle(bundle: Bundle, out: Path) -> Any:
+    manifest = bundle.manifest
+    with BundleWriter(out) as writer:
+        for role, entry in manifest.files.items():
+            if role in FILE_NAMES:
+                writer.copy_in(role, bundle.path(role), sha256=entry.sha256)
+        return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
+                             items=manifest.items, user=manifest.user, provenance=manifest.provenance)
+
+
+def _rename_id(record: Mapping[str, Any], catalog_field: str, bundle_field: str) -> dict[str, Any]:
+    if catalog_field == bundle_field:
+        return dict(record)
+    body = {k: v for k, v in record.items() if k != catalog_field}
+    return {bundle_field: record[catalog_field], **body}
+
+
+def _vectors(current: Bundle, reuse: list[int | None], texts: list[str], *, threads: int | None,
+             progress: Progress | None) -> Any:
+    """Vectors in the new label order: copied from the current index where ``reuse`` names a label,
+    encoded with the current version's model otherwise."""
+    import numpy as np
+
+    from .encoder import TextEncoder
+
+    manifest = current.manifest
+    vectors = np.empty((len(reuse), manifest.index.dim), dtype=np.float32)
+    copied = [i for i, label in enumerate(reuse) if label is not None]
+    if copied:
+        old_index = ItemIndex.load(current.path("index"), manifest.index)
+        vectors[copied] = old_index.vectors([reuse[i] for i in copied])
+    todo = [i for i, label in enumerate(reuse) if label is None]
+    if todo:
+        encoder = TextEncoder(current.path("encoder"), current.path("tokenizer"), manifest.encoder, threads=threads)
+        advance = None if progress is None else _counting(progress, "encoding", len(todo))
+        vectors[todo] = encoder.encode([texts[i] for i in todo], progress=advance)
+    return vectors
+
+
+def _counting(progress: Progress, stage: str, total: int) -> Callable[[int], None]:
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(stage, done, total)
+
+    return advance
