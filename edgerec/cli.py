@@ -333,6 +333,35 @@ def _read_stdin_text() -> str:
     return sys.stdin.buffer.read(MAX_TEXT_BYTES + 4).decode("utf-8", errors="replace")
 
 
+@main.command()
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Timed calls per latency row (default: 300; 20 with --quick).")
+@click.option("--quick", is_flag=True, help="A smoke run in seconds: few repetitions, too noisy to quote.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@bundle_option
+def bench(rounds: int | None, quick: bool, as_json: bool, bundle: str | None) -> None:
+    """This machine's numbers for a bundle: cold start, latency, throughput, search, memory.
+
+    \b
+    Cold start and peak memory come from fresh processes; query latency
+    (p50/p95/p99, three text lengths and a 10-item history) is measured at
+    1 thread and at all cores, interleaved in a shuffled order; throughput
+    encodes the bundle's item texts; HNSW recall@10 is checked against exact
+    search over the bundle's own vectors. Takes about a minute (--quick: seconds).
+    \b
+    Example:
+      edgerec bench --json > bench.json
+    """
+    from .bench import config_for, format_report, run_bench
+
+    report = run_bench(resolve_bundle_path(bundle), config_for(quick, rounds),
+                       log=lambda line: click.echo(f"bench: {line}", err=True))
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo("\n".join(safe(line) for line in format_report(report)))
+
+
 def _flatten(value: Any, prefix: str = "") -> Iterator[str]:
     if isinstance(value, dict):
         for key, inner in value.items():

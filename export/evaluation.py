@@ -22,12 +22,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgerec import Recommender
+from edgerec.bench import cpu_model
 from edgerec.build import build_bundle
 from edgerec.manifest import UserSpec
 
 from .interactions import Split
 from .onnx_export import export_onnx
 from .pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig, encoder_spec
+from .plots import Axis, Guide, Point, Series, svg_chart
 from .quantize import Int8Config, quantize_int8
 from .query_texts import genre_queries
 from .ranking import cooccurrence_scorer, evaluate, popularity_scorer, vector_scorer
@@ -36,18 +38,21 @@ from .speed import p50_latencies_ms
 
 # An 11-token query (with [CLS] and [SEP]), the length of the brief's anchor figures.
 TIMING_QUERY = "a heist movie with a clever twist ending"
+# Peak RSS from edgerec.bench.peak_rss_kib (VmHWM): a child's ru_maxrss would start at this big process's RSS.
 MEMORY_PROBE = """
-import resource, sys
+import sys
 from edgerec import Recommender
 Recommender.load(sys.argv[1], threads=1).query(sys.argv[2], k=10)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+from edgerec.bench import peak_rss_kib
+print(peak_rss_kib())
 """
 TORCH_MEMORY_PROBE = """
-import resource, sys, torch
+import sys, torch
 torch.set_num_threads(1)
 from sentence_transformers import SentenceTransformer
 SentenceTransformer(sys.argv[1], device="cpu").encode([sys.argv[2]])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+from edgerec.bench import peak_rss_kib
+print(peak_rss_kib())
 """
 
 
@@ -86,7 +91,7 @@ def _genre_precision(recommender: Recommender, records: Sequence[dict]) -> float
 def _peak_rss_mb(script: str, *args: str) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=True)
-    return round(int(out.stdout.split()[-1]) / 1024, 1)  # ru_maxrss is in KiB on Linux
+    return round(int(out.stdout.split()[-1]) / 1024, 1)  # KiB -> MiB
 
 
 def student_key(work: Path) -> str:
@@ -98,30 +103,13 @@ def prepare_models(stock: TeacherFacts, config: ExportConfig, scratch: Path,
                    other_students: Sequence[Path] = ()) -> list[Model]:
     """The stock teacher's ONNX forms (made here if missing), the fine-tuned teacher, and the students:
     the pipeline's own (``config.work``) and those of other work directories (students of other depths)."""
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
-
-    scratch.mkdir(parents=True, exist_ok=True)
     tokenizer = config.work / TOKENIZER_NAME
-    stock_fp32 = scratch / "stock-fp32.onnx"
-    if not stock_fp32.is_file():
-        export_onnx(stock.path, stock_fp32)
-    stock_int8 = scratch / "stock-int8.onnx"
-    if not stock_int8.is_file():
-        quantize_int8(stock_fp32, stock_int8, Int8Config(fuse=True, per_channel=True))
-    st_copy = scratch / "st-stock"
-    st_int8 = st_copy / "onnx" / "model_qint8_avx512_vnni.onnx"
-    if not st_int8.is_file():
-        shutil.copytree(stock.path, st_copy, dirs_exist_ok=True)
-        export_dynamic_quantized_onnx_model(SentenceTransformer(str(st_copy), backend="onnx", device="cpu"),
-                                            "avx512_vnni", str(st_copy))
     finetuned = read_teacher(config.work / FINETUNED_DIR, name="fine-tuned teacher")
     finetuned_fp32 = scratch / "finetuned-fp32.onnx"
     if not finetuned_fp32.is_file():
         export_onnx(finetuned.path, finetuned_fp32)
     models = [
-        Model("stock-fp32", "teacher as published, ONNX fp32", stock_fp32, tokenizer, stock),
-        Model("stock-int8-ort", "teacher as published, ORT fused + dynamic INT8 per-channel", stock_int8, tokenizer, stock),
-        Model("stock-int8-st", "teacher as published, sentence-transformers avx512_vnni INT8", st_int8, tokenizer, stock),
+        *prepare_stock_models(stock, scratch, tokenizer),
         Model("finetuned-fp32", "fine-tuned teacher, ONNX fp32", finetuned_fp32, tokenizer, finetuned),
     ]
     for work in (config.work, *other_students):
@@ -135,6 +123,31 @@ def prepare_models(stock: TeacherFacts, config: ExportConfig, scratch: Path,
             models.append(Model(f"{key}-{path.stem}", f"student, {depth}, {path.stem.replace('-', ' ')} INT8",
                                 path, tokenizer, student))
     return models
+
+
+def prepare_stock_models(stock: TeacherFacts, scratch: Path, tokenizer: Path) -> list[Model]:
+    """The published teacher in the ONNX forms a user makes today (made in ``scratch`` when missing):
+    fp32, ORT-fused + dynamic INT8 per-channel, and sentence-transformers' avx512_vnni INT8."""
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    stock_fp32 = scratch / "stock-fp32.onnx"
+    if not stock_fp32.is_file():
+        export_onnx(stock.path, stock_fp32)
+    stock_int8 = scratch / "stock-int8.onnx"
+    if not stock_int8.is_file():
+        quantize_int8(stock_fp32, stock_int8, Int8Config(fuse=True, per_channel=True))
+    st_copy = scratch / "st-stock"
+    st_int8 = st_copy / "onnx" / "model_qint8_avx512_vnni.onnx"
+    if not st_int8.is_file():
+        shutil.copytree(stock.path, st_copy, dirs_exist_ok=True)
+        export_dynamic_quantized_onnx_model(SentenceTransformer(str(st_copy), backend="onnx", device="cpu"),
+                                            "avx512_vnni", str(st_copy))
+    return [
+        Model("stock-fp32", "teacher as published, ONNX fp32", stock_fp32, tokenizer, stock),
+        Model("stock-int8-ort", "teacher as published, ORT fused + dynamic INT8 per-channel", stock_int8, tokenizer, stock),
+        Model("stock-int8-st", "teacher as published, sentence-transformers avx512_vnni INT8", st_int8, tokenizer, stock),
+    ]
 
 
 def run_evaluation(stock: TeacherFacts, records: Sequence[dict], split: Split, config: ExportConfig,
@@ -221,7 +234,7 @@ def write_results(rows: list[Row], results: Path, config: ExportConfig) -> None:
         "hr10_vs_finetuned_teacher": round(student / teacher, 3),
         "shipped_int8_vs_student_fp32": int8_report["int8_vs_fp32"],
         "timing_query": TIMING_QUERY,
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "measured": time.strftime("%Y-%m-%d"),
     }
     body = {"summary": summary, "rows": [r.__dict__ for r in rows]}
@@ -229,16 +242,6 @@ def write_results(rows: list[Row], results: Path, config: ExportConfig) -> None:
     (results / "compression.md").write_text(markdown(rows, summary))
     (results / "compression.svg").write_text(svg_plot(rows, shipped_row))
     print((results / "compression.md").read_text())
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -271,39 +274,9 @@ def markdown(rows: list[Row], summary: dict[str, Any]) -> str:
 
 def svg_plot(rows: list[Row], shipped: str, width: int = 720, height: int = 440) -> str:
     """Quality (HR@10) against 1-thread query p50, one point per model row, log-scaled time."""
-    points = [(r.name, r.latency["query_1t"]["p50_ms"], r.quality["hr@10"]) for r in rows if "query_1t" in r.latency]
-    left, right, top, bottom = 70, 40, 30, 50
-    xs = np.log10([p[1] for p in points])
-    x_lo, x_hi = float(np.floor(xs.min() * 2) / 2), float(np.ceil(xs.max() * 2) / 2)
-    y_hi = max(p[2] for p in points) * 1.15
-
-    def sx(ms: float) -> float:
-        return left + (np.log10(ms) - x_lo) / (x_hi - x_lo) * (width - left - right)
-
-    def sy(hr: float) -> float:
-        return height - bottom - hr / y_hi * (height - top - bottom)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>']
-    for exponent in np.arange(x_lo, x_hi + 0.01, 0.5):
-        ms = 10 ** exponent
-        parts.append(f'<text x="{sx(ms):.1f}" y="{height - bottom + 16}" text-anchor="middle">{ms:.2g}</text>')
-    for hr in np.linspace(0, y_hi, 5):
-        parts.append(f'<text x="{left - 6}" y="{sy(hr) + 4:.1f}" text-anchor="end">{hr:.3f}</text>')
-    parts.append(f'<text x="{(width + left) / 2}" y="{height - 12}" text-anchor="middle">query p50, ms, 1 thread '
-                 '(log scale)</text>')
-    parts.append(f'<text x="16" y="{(height) / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle">'
-                 'HR@10, MovieLens-1M test</text>')
+    points = [Point(r.latency["query_1t"]["p50_ms"], r.quality["hr@10"], r.name,
+                    "crimson" if r.name == shipped else None) for r in rows if "query_1t" in r.latency]
     popularity = next(r for r in rows if r.name == "popularity").quality["hr@10"]
-    parts.append(f'<line x1="{left}" y1="{sy(popularity):.1f}" x2="{width - right}" y2="{sy(popularity):.1f}" '
-                 'stroke="gray" stroke-dasharray="4 3"/>')
-    parts.append(f'<text x="{width - right}" y="{sy(popularity) - 4:.1f}" text-anchor="end" fill="gray">popularity'
-                 '</text>')
-    for name, ms, hr in points:
-        colour = "crimson" if name == shipped else "steelblue"
-        parts.append(f'<circle cx="{sx(ms):.1f}" cy="{sy(hr):.1f}" r="4" fill="{colour}"/>')
-        parts.append(f'<text x="{sx(ms) + 6:.1f}" y="{sy(hr) - 6:.1f}">{name}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    return svg_chart([Series("models", points)], x=Axis("query p50, ms, 1 thread (log scale)", log=True),
+                     y=Axis("HR@10, MovieLens-1M test", from_zero=True), guides=[Guide(popularity, "popularity")],
+                     width=width, height=height)
