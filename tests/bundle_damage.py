@@ -30,7 +30,9 @@ BUNDLE_FILES = ("encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl")
 HEADER = struct.Struct("<6QiI3QdQ")
 MAX_ELEMENTS_AT, COUNT_AT, MAX_LEVEL_AT, ENTRY_POINT_AT = 8, 16, 48, 52
 
-# Loads each bundle named on stdin (a JSON list) and prints one JSON line per bundle.
+# Loads each bundle named on stdin (a JSON list) and prints one marked JSON line per bundle
+# (marked: ONNX Runtime itself prints to stdout when a damaged model makes it retry).
+RESULT_MARK = "EDGEREC-RESULT "
 _CHILD = r"""
 import json, sys
 from edgerec import Recommender
@@ -44,8 +46,8 @@ for path in json.loads(sys.stdin.read()):
                   "bases": [c.__name__ for c in type(exc).__mro__]}
     except BaseException as exc:
         result = {"kind": "untyped", "error": type(exc).__name__, "message": str(exc)[:500]}
-    print(json.dumps({"path": path, **result}), flush=True)
-""".replace("QUERY", repr(QUERY)).replace("TOP_K", str(TOP_K))
+    print(MARK + json.dumps({"path": path, **result}), flush=True)
+""".replace("QUERY", repr(QUERY)).replace("TOP_K", str(TOP_K)).replace("MARK", repr(RESULT_MARK))
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,9 @@ def _collect(process: subprocess.Popen[str]) -> tuple[dict[str, Outcome], int, s
     returncode = process.wait(timeout=300)
     found = {}
     for line in out.splitlines():
-        body = json.loads(line)
+        if not line.startswith(RESULT_MARK):
+            continue
+        body = json.loads(line[len(RESULT_MARK):])
         path = body.pop("path")
         found[path] = Outcome(kind=body["kind"], ids=tuple(body.get("ids", ())), error=body.get("error", ""),
                               bases=tuple(body.get("bases", ())), message=body.get("message", ""))
