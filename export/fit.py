@@ -31,6 +31,9 @@ class FitConfig:
     epochs: int = 8
     batch_size: int = 64
     learning_rate: float = 1e-4
+    # The embedding tables learn faster: memorising what each title's words
+    # mean for its item happens there, and a transformer-sized rate is too slow.
+    embedding_learning_rate: float | None = None
     warmup: float = 0.05        # fraction of steps with a rising learning rate
     max_length: int = 64        # item and query texts are short; longer ones are cut in training only
     temperature: float = 0.05   # of the softmax over all targets
@@ -72,7 +75,12 @@ def fit(model: Any, tokenizer: Any, texts: Sequence[str], targets: np.ndarray, c
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     goal = torch.nn.functional.normalize(torch.tensor(np.asarray(targets, dtype=np.float32)), dim=-1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    embeddings = [p for n, p in model.named_parameters() if n.startswith("embeddings.")]
+    others = [p for n, p in model.named_parameters() if not n.startswith("embeddings.")]
+    groups = [{"params": embeddings, "lr": config.embedding_learning_rate or config.learning_rate}]
+    if others:
+        groups.append({"params": others, "lr": config.learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     steps_per_epoch = -(-len(texts) // config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, int(total * config.warmup))

@@ -42,14 +42,17 @@ class ExportConfig:
 
     work: Path = Path("export/work")
     out: Path = Path("artifacts/default")
-    name: str = "movielens-1m-minilm-l6-int8"
+    name: str = "movielens-1m-minilm-student-int8"
     text_fields: tuple[str, ...] = ("title", "year", "genres")
     int8_variants: tuple[Int8Config, ...] = VARIANTS
     targets: TargetConfig = field(default_factory=TargetConfig)
-    teacher_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=5, learning_rate=1e-4))
+    teacher_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=8, learning_rate=1e-4,
+                                                                     embedding_learning_rate=2e-3))
     anchors: int = 1000              # query-like texts that keep their stock vectors while fine-tuning
     student_layers: tuple[int, ...] = (0,)
-    student_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=12, learning_rate=2e-4))
+    student_item_goal: str = "targets"  # or "teacher": what the student learns on item texts (stage_distil)
+    student_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, learning_rate=2e-4,
+                                                                     embedding_learning_rate=3e-3))
     query_texts: int = 3000          # query-like texts for anchoring and distillation
     validation_items: int = 300      # catalogue texts, plus the query-like texts
     seed: int = 0
@@ -119,6 +122,21 @@ def _valid_quality(vectors: np.ndarray, split: Split, window: int) -> dict[str, 
     return {k: round(v, 5) for k, v in evaluate(vector_scorer(vectors, window), split, "valid").items()}
 
 
+def _collaborative_targets(split: Split, text_vectors: np.ndarray, config: ExportConfig, progress: Any) -> np.ndarray:
+    """finetune.collaborative_targets, or the ones an earlier run saved with the same settings and inputs."""
+    key = {"targets": config.targets.as_dict(), "users": split.users, "items": split.item_count,
+           "text_vectors_sum": round(float(np.abs(text_vectors).sum()), 2)}
+    saved, record = config.work / TARGETS_NAME, config.work / "targets.json"
+    if saved.is_file() and record.is_file() and json.loads(record.read_text()) == key:
+        print(f"[finetune] collaborative targets: reusing {saved} (same settings and inputs)")
+        return np.load(saved)
+    print(f"[finetune] collaborative targets: {config.targets.as_dict()}")
+    targets = collaborative_targets(split, text_vectors, config.targets, progress=progress)
+    np.save(saved, targets)
+    record.write_text(json.dumps(key) + "\n")
+    return targets
+
+
 def stage_finetune(teacher: TeacherFacts, records: Sequence[dict], split: Split, config: ExportConfig,
                    progress: Any = None) -> dict[str, Any]:
     """Teacher -> fine-tuned teacher (finetune.py), on the training split only."""
@@ -132,9 +150,7 @@ def stage_finetune(teacher: TeacherFacts, records: Sequence[dict], split: Split,
     print(f"[finetune] text vectors of {len(items)} items and {len(anchors)} query-like texts (stock teacher)")
     text_vectors = encode(model, tokenizer, items)
     anchor_vectors = encode(model, tokenizer, anchors)
-    print(f"[finetune] collaborative targets: {config.targets.as_dict()}")
-    targets = collaborative_targets(split, text_vectors, config.targets, progress=progress)
-    np.save(config.work / TARGETS_NAME, targets)
+    targets = _collaborative_targets(split, text_vectors, config, progress)
     print(f"[finetune] fitting the teacher to them: {config_record(config.teacher_fit)}")
     losses = fit(model, tokenizer, items + anchors, np.concatenate([targets, anchor_vectors]), config.teacher_fit,
                  name="fine-tune", progress=progress)
@@ -159,7 +175,14 @@ def stage_finetune(teacher: TeacherFacts, records: Sequence[dict], split: Split,
 
 
 def stage_distil(records: Sequence[dict], split: Split, config: ExportConfig, progress: Any = None) -> dict[str, Any]:
-    """Fine-tuned teacher -> shallow student (distil.py) trained on its vectors."""
+    """Fine-tuned teacher -> shallow student (distil.py).
+
+    On query-like texts the student learns the teacher's vectors: there the
+    teacher carries the language knowledge. On item texts it learns the
+    collaborative targets the teacher itself was fit to (config.student_item_goal
+    "targets"), because the teacher's item vectors are only a lossy copy of them
+    and a student fit to a copy loses twice; "teacher" gives plain distillation.
+    """
     import torch
 
     torch.manual_seed(config.seed)
@@ -170,18 +193,26 @@ def stage_distil(records: Sequence[dict], split: Split, config: ExportConfig, pr
     queries = query_like_texts(records, config.query_texts, seed=config.seed + 1)
     texts = items + queries
     print(f"[distil] teacher vectors for {len(items)} item texts and {len(queries)} query-like texts")
-    goal = encode(teacher, tokenizer, texts)
+    teacher_vectors = encode(teacher, tokenizer, texts)
+    goal = teacher_vectors.copy()
+    if config.student_item_goal == "targets":
+        goal[: len(items)] = np.load(config.work / TARGETS_NAME)
+    elif config.student_item_goal != "teacher":
+        raise ValueError(f"student_item_goal must be 'targets' or 'teacher', got {config.student_item_goal!r}")
     student = shallow_copy(str(teacher_dir), config.student_layers)
-    print(f"[distil] student: teacher layers {list(config.student_layers)}; {config_record(config.student_fit)}")
+    print(f"[distil] student: teacher layers {list(config.student_layers)}, item texts learn the "
+          f"{config.student_item_goal}' vectors; {config_record(config.student_fit)}")
     losses = fit(student, tokenizer, texts, goal, config.student_fit, name="distil", progress=progress)
     vectors = encode(student, tokenizer, texts)
     report = {
         "layers": list(config.student_layers),
+        "item_goal": config.student_item_goal,
         "fit": config_record(config.student_fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
-        "student_vs_teacher_items": agreement(vectors[: len(items)], goal[: len(items)]).as_dict(),
-        "student_vs_teacher_queries": agreement(vectors[len(items):], goal[len(items):]).as_dict(),
-        "valid": {"teacher": _valid_quality(goal[: len(items)], split, config.targets.window),
+        "student_vs_goal_items": agreement(vectors[: len(items)], goal[: len(items)]).as_dict(),
+        "student_vs_teacher_items": agreement(vectors[: len(items)], teacher_vectors[: len(items)]).as_dict(),
+        "student_vs_teacher_queries": agreement(vectors[len(items):], teacher_vectors[len(items):]).as_dict(),
+        "valid": {"teacher": _valid_quality(teacher_vectors[: len(items)], split, config.targets.window),
                   "student": _valid_quality(vectors[: len(items)], split, config.targets.window)},
     }
     save(student, tokenizer, config.work / STUDENT_DIR, teacher_dir, report)
