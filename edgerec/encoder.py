@@ -99,6 +99,9 @@ def make_session(model_path: Path, *, threads: int | None = None, device: str = 
     options.intra_op_num_threads = int(threads) if threads else 0  # 0: all cores
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle pool threads sleep instead of spinning: inside someone else's app an
+    # encoder must not burn the cores it is not using between queries.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own untyped errors

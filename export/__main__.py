@@ -15,6 +15,7 @@ are never copied into this repository).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where `evaluate` writes its table and plot (default: %(default)s)")
     parser.add_argument("--golden", type=Path, default=Path("tests/golden/default.json"),
                         help="where the golden vectors go (default: %(default)s)")
-    parser.add_argument("--student-layers", default="0",
-                        help="teacher layers the student keeps, comma-separated; '' keeps none (default: %(default)s)")
+    parser.add_argument("--student-layers", default="",
+                        help="teacher layers the student keeps, comma-separated, e.g. 0 or 0,5 "
+                             "(default: none: a 0-layer student, the shipped one)")
     parser.add_argument("--resume", action="store_true",
                         help="`all`: skip stages whose report is already in the work directory")
     parser.add_argument("--also", type=Path, action="append", default=[],
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("peers", "ann"):
         return _measure(args, sys.argv[1:] if argv is None else list(argv))
 
+    if args.stage in ("evaluate", "peers"):
+        # torch's OpenMP threads spin after each call by default and steal the
+        # cores of the next variant timed in the same process; sleeping threads
+        # keep side-by-side timings fair. Set before torch is first imported.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Heavy imports after argument parsing, so --help is instant.
     from edgerec.cli import StageProgress
 

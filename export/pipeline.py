@@ -49,7 +49,7 @@ class ExportConfig:
     teacher_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=8, learning_rate=1e-4,
                                                                      embedding_learning_rate=2e-3))
     anchors: int = 1000              # query-like texts that keep their stock vectors while fine-tuning
-    student_layers: tuple[int, ...] = (0,)
+    student_layers: tuple[int, ...] = ()  # none: embeddings, LayerNorm and mean pooling (distil.py)
     student_item_goal: str = "targets"  # or "teacher": what the student learns on item texts (stage_distil)
     student_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, learning_rate=2e-4,
                                                                      embedding_learning_rate=3e-3))
