@@ -9,6 +9,7 @@ which file is which or what its hash must be.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import MISSING, asdict, dataclass, field
@@ -26,6 +27,12 @@ POOLINGS = ("mean", "cls")
 SPACES = ("ip", "cosine", "l2")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's content in one canonical form (sorted keys, no spaces)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _require(ok: bool, message: str) -> None:
@@ -185,6 +192,7 @@ class Manifest:
             "user": asdict(self.user),
             "provenance": dict(self.provenance),
         }
+        body["checksum"] = _checksum(body)
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
     # -- one reader -------------------------------------------------------
@@ -196,9 +204,17 @@ class Manifest:
             raise ManifestError(f"manifest.json is not valid JSON ({exc}); rebuild the bundle") from None
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
-        keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance"}
+        keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance",
+                "checksum"}
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
+        if "checksum" in raw:
+            # The files' hashes protect the files; this protects the manifest itself: a
+            # flipped bit that still parses (a window of 10 become 11) would change answers.
+            stated = raw.pop("checksum")
+            if stated != _checksum(raw):
+                raise ManifestError("manifest.json: its checksum does not match its content (damaged or "
+                                    "edited by hand); rebuild or re-copy the bundle")
         version = raw.get("schema_version")
         _require(type(version) is int and version == SCHEMA_VERSION,
                  f"schema_version {version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "

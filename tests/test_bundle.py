@@ -146,6 +146,7 @@ def hard_link(root: Path) -> None:
 def edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
     def apply(root: Path) -> None:
         body = json.loads((root / "manifest.json").read_text())
+        del body["checksum"]  # a hand edit: the check under test must be the one that answers
         change(body)
         (root / "manifest.json").write_text(json.dumps(body))
     return apply

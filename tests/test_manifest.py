@@ -64,7 +64,34 @@ def test_valid_manifest_round_trips() -> None:
     assert manifest.files["index"] == FileEntry(path="index.hnsw", size=20, sha256=SHA)
     again = Manifest.from_json(manifest.to_json())
     assert again == manifest
-    assert json.loads(manifest.to_json()) == valid_body()
+    written = json.loads(manifest.to_json())
+    assert written.pop("checksum").startswith("sha256:")
+    assert written == valid_body()
+
+
+def test_a_manifest_changed_after_writing_is_refused_by_its_checksum() -> None:
+    written = json.loads(Manifest.from_json(json.dumps(valid_body())).to_json())
+    written["user"]["window"] += 1  # still a valid manifest: only the checksum can tell
+    with pytest.raises(ManifestError, match="checksum does not match"):
+        Manifest.from_json(json.dumps(written))
+
+
+def test_every_single_bit_flip_of_a_written_manifest_is_refused() -> None:
+    data = bytearray(Manifest.from_json(json.dumps(valid_body())).to_json().encode("utf-8"))
+    survivors = []
+    for position in range(len(data)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[position] ^= 1 << bit
+            try:
+                text = flipped.decode("utf-8")
+                loaded = Manifest.from_json(text)
+            except (UnicodeDecodeError, ManifestError):
+                continue
+            survivors.append((position, bit, loaded))
+    # Only flips JSON ignores (whitespace between tokens) may load, and they must load unchanged.
+    original = Manifest.from_json(data.decode("utf-8"))
+    assert all(loaded == original for _, _, loaded in survivors)
 
 
 def test_built_manifest_round_trips() -> None:
