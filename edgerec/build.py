@@ -3,6 +3,12 @@
 The encoder and tokenizer come from an existing bundle (or, in the export
 stage, from freshly exported files); the items are encoded, indexed, and
 everything is written through the one ``BundleWriter``.
+
+The build streams: items go through in chunks (encoded, added to the index,
+appended to items.jsonl), so memory is the index plus one chunk, whatever
+the catalogue's size. A catalogue file is read twice: a first pass checks
+every line and counts the items (hnswlib allocates for the count up front),
+the second encodes; the file's sha256 must be the same both times.
 """
 
 from __future__ import annotations
@@ -10,19 +16,49 @@ from __future__ import annotations
 import os
 import platform
 import time
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import __version__
 from .bundle import Bundle, BundleWriter, open_bundle
 from .encoder import TextEncoder
-from .errors import CatalogError
-from .index import DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, ItemIndex
-from .items import ItemTable, choose_text_fields, item_text, read_catalog
+from .errors import BundleError, CatalogError, WriteError
+from .index import DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex, check_index_layout
+from .items import CatalogFile, ItemTable, item_text, jsonl_bytes, survey_catalog, text_fields_among
 from .manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
 
 # progress(stage, done, total): called as work advances.
 Progress = Callable[[str, int, int], None]
+# Items encoded, indexed and written at a time: a few MB of records, texts and vectors.
+BUILD_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files a bundle's model is made of: what every bundle built from it copies in unchanged."""
+
+    encoder: Path
+    tokenizer: Path
+    spec: EncoderSpec
+    notice: Path | None = None
+    # The verified bundle the files come from, if any: they must still hash to what its manifest says.
+    source: Bundle | None = None
+
+    @classmethod
+    def of_bundle(cls, bundle: Bundle) -> ModelFiles:
+        notice = bundle.path("notice") if "notice" in bundle.manifest.files else None
+        return cls(bundle.path("encoder"), bundle.path("tokenizer"), bundle.manifest.encoder, notice, bundle)
+
+    def copy_into(self, writer: BundleWriter) -> None:
+        for role, path in (("encoder", self.encoder), ("tokenizer", self.tokenizer), ("notice", self.notice)):
+            if path is not None:
+                writer.copy_in(role, path, sha256=self._expected_sha256(role))
+
+    def _expected_sha256(self, role: str) -> str | None:
+        files = self.source.manifest.files if self.source is not None else {}
+        return files[role].sha256 if role in files else None
 
 
 def tool_versions() -> dict[str, str]:
@@ -57,62 +93,91 @@ def build_bundle(
     ef: int = DEFAULT_EF,
     overwrite: bool = False,
     progress: Progress | None = None,
-    source: Bundle | None = None,
 ) -> Manifest:
-    """Encode ``records`` with the given model and write a complete bundle to ``out``.
+    """Encode ``records`` (already in memory) with the given model and write a complete bundle to ``out``.
 
-    ``source``: the verified bundle the model files come from, if any (their hashes are checked on copy).
+    Catalogue files go through ``build_from_catalog``, which never holds all records.
     """
     table = ItemTable.from_records(list(records), id_field)
-    texts = item_texts(table, text_fields)
-
+    item_texts(table, text_fields)  # refuses items without text before anything is written
     with BundleWriter(out, overwrite=overwrite) as writer:
-        encoder = TextEncoder(model_path, tokenizer_path, encoder_spec, threads=threads)
-        started = time.perf_counter()
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress("encoding", done, len(texts))
-
-        vectors = encoder.encode(texts, batch_size=batch_size, progress=advance)
-        encode_seconds = time.perf_counter() - started
-
-        indexed = 0
-
-        def advance_index(n: int) -> None:
-            nonlocal indexed
-            indexed += n
-            if progress is not None:
-                progress("indexing", indexed, len(texts))
-
-        started = time.perf_counter()
-        index = ItemIndex.build(vectors, m=m, ef_construction=ef_construction, ef=ef,
-                                threads=threads or 0, progress=advance_index)
-        index_seconds = time.perf_counter() - started
-
-        build_facts = {
-            "tool_versions": tool_versions(),
-            "encode_seconds": round(encode_seconds, 3),
-            "index_seconds": round(index_seconds, 3),
-            "items_per_second": round(len(texts) / max(encode_seconds, 1e-9), 1),
-        }
-        return write_bundle_files(
-            writer, table=table, index=index, model_path=model_path, tokenizer_path=tokenizer_path,
-            notice_path=notice_path, encoder_spec=encoder_spec, text_fields=text_fields, user=user, name=name,
-            provenance={**(provenance or {}), "build": build_facts}, source=source,
+        return write_streamed_bundle(
+            writer, iter(table.records), count=len(table), columns=table.columns(), id_field=id_field,
+            model=ModelFiles(model_path, tokenizer_path, encoder_spec, notice_path), text_fields=text_fields,
+            user=user, name=name, provenance=provenance or {}, threads=threads, batch_size=batch_size,
+            m=m, ef_construction=ef_construction, ef=ef, progress=progress,
         )
 
 
-def item_texts(table: ItemTable, text_fields: Sequence[str]) -> list[str]:
-    """Each item's encoder text; an item with no text in any of the fields is refused."""
-    texts = [item_text(record, text_fields) for record in table.records]
-    empty = [record[table.id_field] for record, text in zip(table.records, texts) if not text]
-    if empty:
-        raise CatalogError(f"{len(empty)} items have no text in {list(text_fields)}, e.g. id {empty[0]!r}")
-    return texts
+def write_streamed_bundle(
+    writer: BundleWriter,
+    items: Iterator[Mapping[str, Any]],
+    *,
+    count: int,
+    columns: Sequence[str],
+    id_field: str,
+    model: ModelFiles,
+    text_fields: Sequence[str],
+    user: UserSpec,
+    name: str,
+    provenance: Mapping[str, Any],
+    threads: int | None = None,
+    batch_size: int = 32,
+    m: int = DEFAULT_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    ef: int = DEFAULT_EF,
+    progress: Progress | None = None,
+    chunk_size: int = BUILD_CHUNK,
+) -> Manifest:
+    """Encode, index and write ``count`` items from ``items`` a chunk at a time, then publish the bundle.
+
+    ``items`` must yield exactly ``count`` records (checked): hnswlib is
+    sized for them before the first one is read. ``columns``: every field the
+    records have, for the manifest.
+    """
+    encoder = TextEncoder(model.encoder, model.tokenizer, model.spec, threads=threads)
+    model.copy_into(writer)
+    builder = IndexBuilder(count, model.spec.dim, m=m, ef_construction=ef_construction, ef=ef, threads=threads or 0)
+    encode_seconds = index_seconds = 0.0
+    encoded = 0
+
+    def advance(n: int) -> None:
+        nonlocal encoded
+        encoded += n
+        if progress is not None:
+            progress("building", encoded, count)
+
+    with writer.open("items") as items_file:
+        while chunk := list(islice(items, chunk_size)):
+            if builder.count + len(chunk) > count:
+                raise CatalogError(f"more than the {count} items counted before encoding; "
+                                   "the catalogue changed during the build: build again")
+            texts = [item_text(record, text_fields) for record in chunk]
+            started = time.perf_counter()
+            # encode() sorts each slice of texts by length before batching, so batches carry little padding.
+            vectors = encoder.encode(texts, batch_size=batch_size, progress=advance)
+            encode_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            builder.add(vectors)
+            index_seconds += time.perf_counter() - started
+            items_file.write(jsonl_bytes(chunk))
+    if builder.count != count:
+        raise CatalogError(f"{builder.count} items, not the {count} counted before encoding; "
+                           "the catalogue changed during the build: build again")
+    del encoder  # its ONNX Runtime session and arenas are not needed any more
+    index = builder.finish()
+    del builder
+    build_facts = {
+        "tool_versions": tool_versions(),
+        "encode_seconds": round(encode_seconds, 3),
+        "index_seconds": round(index_seconds, 3),
+        "items_per_second": round(count / max(encode_seconds, 1e-9), 1),
+    }
+    spec = index.spec
+    write_index(writer, index)  # frees the graph: ``index`` was the last reference
+    items_spec = ItemsSpec(count=count, id_field=id_field, text_fields=tuple(text_fields), columns=tuple(columns))
+    return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
+                         provenance={**provenance, "build": build_facts})
 
 
 def write_bundle_files(
@@ -120,35 +185,61 @@ def write_bundle_files(
     *,
     table: ItemTable,
     index: ItemIndex,
-    model_path: Path,
-    tokenizer_path: Path,
-    encoder_spec: EncoderSpec,
+    model: ModelFiles,
     text_fields: Sequence[str],
     user: UserSpec,
     name: str,
     provenance: Mapping[str, Any],
-    notice_path: Path | None = None,
-    source: Bundle | None = None,
 ) -> Manifest:
-    """Write every file of a bundle through ``writer`` and publish it.
-
-    With ``source``, the encoder, tokenizer and notice copied from it must
-    hash to what its (verified) manifest says.
+    """Write every file of a bundle whose items and index are in memory through ``writer`` and publish it
+    (bundle-home updates; builds stream through ``write_streamed_bundle``). ``index`` is released.
     """
-
-    def expected(role: str) -> str | None:
-        return source.manifest.files[role].sha256 if source is not None and role in source.manifest.files else None
-
-    writer.copy_in("encoder", model_path, sha256=expected("encoder"))
-    writer.copy_in("tokenizer", tokenizer_path, sha256=expected("tokenizer"))
-    writer.write("index", index.serialized())
+    model.copy_into(writer)
+    spec = index.spec
+    write_index(writer, index)
     writer.write("items", table.serialized())
-    if notice_path is not None:
-        writer.copy_in("notice", notice_path, sha256=expected("notice"))
     items_spec = ItemsSpec(count=len(table), id_field=table.id_field, text_fields=tuple(text_fields),
                            columns=table.columns())
-    return writer.finish(name=name, encoder=encoder_spec, index=index.spec, items=items_spec, user=user,
+    return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
                          provenance=provenance)
+
+
+def write_index(writer: BundleWriter, index: ItemIndex) -> None:
+    """Write the index file through ``writer``, dropping ``index``'s graph on the way.
+
+    hnswlib saves straight from its memory to a scratch file in the staging
+    directory: ``ItemIndex.serialized`` would first copy the whole graph (as
+    much memory again as the index: 1.7 GB for a million 384-d items). hnswlib
+    reports no write error, so the scratch file's layout is checked (a short
+    write fails it), then the writer copies it in with os.write, hashing,
+    fsyncing and reading it back like every file.
+    """
+    scratch = writer.scratch_path("index")
+    spec = index.spec
+    try:
+        index.save_with_hnswlib(scratch)
+        index.release()
+        try:
+            check_index_layout(scratch, spec)
+        except BundleError:
+            raise WriteError(f"{scratch}: hnswlib could not write the whole index; the disk may be full. "
+                             "Nothing was replaced") from None
+        writer.copy_in("index", scratch)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def item_texts(table: ItemTable, text_fields: Sequence[str]) -> list[str]:
+    """Each item's encoder text; an item with no text in any of the fields is refused."""
+    texts = [item_text(record, text_fields) for record in table.records]
+    empty = [record[table.id_field] for record, text in zip(table.records, texts) if not text]
+    if empty:
+        raise _no_text_error(len(empty), text_fields, empty[0])
+    return texts
+
+
+def _no_text_error(count: int, text_fields: Sequence[str], example: str) -> CatalogError:
+    return CatalogError(f"{count} items have no text in {list(text_fields)}, e.g. id {example!r}")
 
 
 def build_from_catalog(
@@ -162,34 +253,46 @@ def build_from_catalog(
     threads: int | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    chunk_size: int = BUILD_CHUNK,
 ) -> Manifest:
-    """A new bundle for the items in ``catalog``, using the encoder of the bundle ``base``."""
+    """A new bundle for the items in ``catalog``, using the encoder of the bundle ``base``.
+
+    Streams: the catalogue is checked in a first pass (nothing is encoded
+    before every line is known to be good), then encoded in chunks.
+    """
     source = open_bundle(base)
-    records = read_catalog(catalog, id_field=id_field)
-    fields = choose_text_fields(records, text_fields or source.manifest.items.text_fields, id_field)
+    catalog_file = CatalogFile(catalog, id_field=id_field)
+    preferred = text_fields or source.manifest.items.text_fields
+    lines = catalog_file.count_lines()
+    survey = survey_catalog(catalog_file, preferred,
+                            progress=None if progress is None else lambda line: progress("checking", min(line, lines), lines))
+    if progress is not None:
+        progress("checking", lines, lines)
+    fields = text_fields_among(survey.columns, preferred, id_field)
     if text_fields:
         missing = [f for f in text_fields if f not in fields]
         if missing:
             raise CatalogError(f"{catalog}: no item has the text field(s) {missing}")
+    if survey.first_without_text is not None:
+        raise _no_text_error(survey.without_text, fields, survey.first_without_text)
+
+    def second_pass() -> Iterator[Mapping[str, Any]]:
+        for _, record in catalog_file.records(unique=False):  # the first pass refused duplicates
+            yield record
+        if catalog_file.sha256 != survey.sha256:
+            raise CatalogError(f"{catalog}: changed during the build; build again")
+
     # The model's history carries over; figures measured on the old catalogue do not.
     provenance = {
         "model": source.manifest.provenance.get("model", {}),
         "encoder_from": source.manifest.name,
-        "catalog": {"source": Path(catalog).name, "built_by": "edgerec build", "items": len(records)},
+        "catalog": {"source": Path(catalog).name, "built_by": "edgerec build", "items": survey.count},
     }
-    return build_bundle(
-        records,
-        out,
-        source=source,
-        model_path=source.path("encoder"),
-        tokenizer_path=source.path("tokenizer"),
-        encoder_spec=source.manifest.encoder,
-        text_fields=fields,
-        user=source.manifest.user,  # the model's training window goes with the model
-        id_field=id_field,
-        name=name or Path(out).name,
-        provenance=provenance,
-        threads=threads,
-        overwrite=overwrite,
-        progress=progress,
-    )
+    with BundleWriter(out, overwrite=overwrite) as writer:
+        return write_streamed_bundle(
+            writer, second_pass(), count=survey.count, columns=survey.columns, id_field=id_field,
+            model=ModelFiles.of_bundle(source), text_fields=fields,
+            user=source.manifest.user,  # the model's training window goes with the model
+            name=name or Path(out).name, provenance=provenance, threads=threads, progress=progress,
+            chunk_size=chunk_size,
+        )

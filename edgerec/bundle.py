@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -134,8 +135,8 @@ def _verify_file(root: Path, role: str, entry: FileEntry) -> None:
 class BundleWriter:
     """Stage the files of a new bundle, then publish them atomically.
 
-    Use as a context manager: write each role's file with ``write`` or
-    ``copy_in`` (or, for tests and tools, at ``path_for(role)``), then call
+    Use as a context manager: write each role's file with ``write``, ``open``
+    or ``copy_in`` (or, for tests and tools, at ``path_for(role)``), then call
     ``finish``. On any exception the staging directory is removed and ``out``
     is untouched. Write failures (disk full, read-only, ...) raise WriteError.
     """
@@ -174,6 +175,22 @@ class BundleWriter:
     def write(self, role: str, chunks: Iterable[bytes]) -> None:
         """Write a role's file from ``chunks``, fsync it, and remember its size and sha256."""
         self._written[role] = write_new_file(self.path_for(role), chunks)
+
+    @contextmanager
+    def open(self, role: str) -> Iterator["NewFile"]:
+        """A role's file to write piece by piece (a streaming build writes items as it encodes them);
+        fsynced when the block ends and checked like every other file at ``finish``."""
+        new_file = NewFile(self.path_for(role))
+        try:
+            yield new_file
+        except BaseException:
+            new_file.abandon()
+            raise
+        self._written[role] = new_file.close()
+
+    def scratch_path(self, name: str) -> Path:
+        """A path inside the staging directory for an intermediate file; remove it before ``finish``."""
+        return self.staging / f".scratch-{name}"
 
     def copy_in(self, role: str, source: str | os.PathLike[str], *, sha256: str | None = None) -> None:
         """Copy a file in; with ``sha256``, refuse a source that is not the verified one."""
@@ -262,31 +279,68 @@ def _read_chunks(source: Path) -> Iterator[bytes]:
         raise BundleError(f"{source}: cannot read ({exc.strerror})") from None
 
 
+class NewFile:
+    """A new file written with os.write (so every error surfaces) and hashed as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fault_point(f"before-write:{path.name}")
+        self._digest = hashlib.sha256()
+        self._size = 0
+        try:
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise write_error(path, exc) from None
+
+    def write(self, chunk: bytes) -> None:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: already closed")
+        view = memoryview(chunk)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+        except OSError as exc:
+            self.abandon()
+            raise write_error(self.path, exc) from None
+        self._digest.update(chunk)
+        self._size += len(chunk)
+
+    def close(self) -> tuple[int, str]:
+        """fsync and close: (size, sha256) of what was written."""
+        if self._fd is None:
+            raise ValueError(f"{self.path}: already closed")
+        fault_point(f"after-write:{self.path.name}")
+        fd, self._fd = self._fd, None
+        try:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        fault_point(f"after-fsync:{self.path.name}")
+        return self._size, self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        """Close without fsync after a failure (the staging directory and its files are removed anyway)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
 def write_new_file(path: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
     """Write a new file with os.write (every error surfaces), fsync it: (size, sha256) of what was written."""
-    fault_point(f"before-write:{path.name}")
-    digest = hashlib.sha256()
-    size = 0
+    new_file = NewFile(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = os.write(fd, view)
-                    if written <= 0:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    view = view[written:]
-                digest.update(chunk)
-                size += len(chunk)
-            fault_point(f"after-write:{path.name}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    fault_point(f"after-fsync:{path.name}")
-    return size, digest.hexdigest()
+        for chunk in chunks:
+            new_file.write(chunk)
+    except BaseException:
+        new_file.abandon()
+        raise
+    return new_file.close()
 
 
 def _check_landed(path: Path, size: int, digest: str) -> None:

@@ -398,7 +398,8 @@ class StageProgress:
         if stage != self._stage:
             self._close()
             self._stage, self._shown = stage, 0
-            self._bar = click.progressbar(length=total, label=f"{stage:<9}", file=sys.stderr)
+            # show_pos: "12288/1000000" tells how big the job is, not only how far along.
+            self._bar = click.progressbar(length=total, label=f"{stage:<9}", file=sys.stderr, show_pos=True)
             self._bar.__enter__()
         self._bar.update(done - self._shown)
         self._shown = done

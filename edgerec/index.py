@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NoReturn
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, NoReturn
 
 import numpy as np
 
@@ -27,6 +28,7 @@ _ADD_CHUNK = 4096
 _HEADER = struct.Struct("<6QiI3QdQ")
 # hnswlib draws levels with mult = 1/ln(M): level 32 would need ~M**32 items.
 _MAX_LEVEL = 32
+_CHECK_BLOCK = 16384  # level-0 rows checked at a time: 27 MB at 384 dims
 
 
 def validate_index_file(path: Path, spec: IndexSpec) -> None:
@@ -41,21 +43,55 @@ def validate_index_file(path: Path, spec: IndexSpec) -> None:
     this guards what hnswlib sees even when a manifest was rewritten to match a
     damaged file.
     """
+    with _open_index(path) as handle:
+        header, levels, starts, upper = _read_layout(path, handle, spec)
+        handle.seek(_HEADER.size)
+        labels = np.empty(header.count, dtype=np.uint64)
+        # Level 0 (vectors and links, 1.7 GB for a million 384-d items) is checked a block at a time,
+        # so that checking costs little memory next to the index hnswlib loads afterwards.
+        for first in range(0, header.count, _CHECK_BLOCK):
+            rows = min(_CHECK_BLOCK, header.count - first)
+            block = handle.read(rows * header.size_per_element)
+            if len(block) != rows * header.size_per_element:
+                _refuse(path, "is shorter than its header says")
+            labels[first : first + rows] = _check_level0(path, header, block, levels, spec.dim)
+    # Label i is item-table row i, so the labels must be exactly 0 .. count-1.
+    if not np.array_equal(np.sort(labels), np.arange(header.count, dtype=np.uint64)):
+        _refuse(path, f"has labels that are not the item rows 0..{header.count - 1}")
+    _check_upper_links(path, header, upper, starts, levels)
+
+
+def check_index_layout(path: Path, spec: IndexSpec) -> None:
+    """The cheap part of ``validate_index_file``: the header against the manifest and every link-list
+    size, which together fix the exact file size. Reads the header and the upper link lists only (a
+    few MB for a million items): enough to tell whether hnswlib's own writer stopped short."""
+    with _open_index(path) as handle:
+        _read_layout(path, handle, spec)
+
+
+@contextmanager
+def _open_index(path: Path) -> Iterator[BinaryIO]:
+    """The index file, open for reading; any OSError while it is read becomes a BundleError."""
     try:
         with open(path, "rb") as handle:
-            file_size = os.fstat(handle.fileno()).st_size
-            head = handle.read(_HEADER.size)
-            if len(head) < _HEADER.size:
-                raise BundleError(f"{path}: too short for an hnswlib index ({len(head)} bytes); rebuild the bundle")
-            header = _Header(*_HEADER.unpack(head))
-            _check_header(path, header, spec, file_size)
-            level0 = handle.read(header.count * header.size_per_element)
-            upper = handle.read()
+            yield handle
     except OSError as exc:
         raise BundleError(f"{path}: cannot read the index ({exc.strerror}); check the file's permissions") from None
-    levels, upper_lists = _walk_link_lists(path, header, upper)
-    _check_level0(path, header, level0, levels, spec.dim)
-    _check_upper_links(path, header, upper, upper_lists, levels)
+
+
+def _read_layout(path: Path, handle: BinaryIO,
+                 spec: IndexSpec) -> tuple["_Header", np.ndarray, list[tuple[int, int]], bytes]:
+    """Header, each item's level, where its upper link lists start, and the upper link-list bytes."""
+    file_size = os.fstat(handle.fileno()).st_size
+    head = handle.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise BundleError(f"{path}: too short for an hnswlib index ({len(head)} bytes); rebuild the bundle")
+    header = _Header(*_HEADER.unpack(head))
+    _check_header(path, header, spec, file_size)
+    handle.seek(_HEADER.size + header.count * header.size_per_element)
+    upper = handle.read()
+    levels, starts = _walk_link_lists(path, header, upper)
+    return header, levels, starts, upper
 
 
 @dataclass(frozen=True)
@@ -136,16 +172,14 @@ def _check_links(path: Path, lists: np.ndarray, capacity: int, levels: np.ndarra
         _refuse(path, f"has a level-{level} link to an item that does not exist at that level")
 
 
-def _check_level0(path: Path, h: _Header, level0: bytes, levels: np.ndarray, dim: int) -> None:
-    words = np.frombuffer(level0, dtype="<u4").reshape(h.count, h.size_per_element // 4)
+def _check_level0(path: Path, h: _Header, level0: bytes, levels: np.ndarray, dim: int) -> np.ndarray:
+    """Check a block of whole level-0 rows (links, vectors); return their labels."""
+    words = np.frombuffer(level0, dtype="<u4").reshape(-1, h.size_per_element // 4)
     _check_links(path, words[:, : 1 + h.max_m0], h.max_m0, levels, 0)
     if not np.isfinite(words[:, h.offset_data // 4 : h.offset_data // 4 + dim].view("<f4")).all():
         _refuse(path, "holds vectors with NaN or infinity")
-    rows = np.frombuffer(level0, dtype=np.uint8).reshape(h.count, h.size_per_element)
-    labels = np.ascontiguousarray(rows[:, h.label_offset : h.label_offset + 8]).view("<u8").ravel()
-    # Label i is item-table row i, so the labels must be exactly 0 .. count-1.
-    if not np.array_equal(np.sort(labels), np.arange(h.count, dtype=np.uint64)):
-        _refuse(path, f"has labels that are not the item rows 0..{h.count - 1}")
+    rows = np.frombuffer(level0, dtype=np.uint8).reshape(-1, h.size_per_element)
+    return np.ascontiguousarray(rows[:, h.label_offset : h.label_offset + 8]).view("<u8").ravel()
 
 
 def _check_upper_links(path: Path, h: _Header, upper: bytes, starts: list[tuple[int, int]],
@@ -166,7 +200,7 @@ def _check_upper_links(path: Path, h: _Header, upper: bytes, starts: list[tuple[
 class ItemIndex:
     """Nearest-neighbour search over unit item vectors (inner-product space)."""
 
-    def __init__(self, native, spec: IndexSpec) -> None:  # native: hnswlib.Index
+    def __init__(self, native: Any, spec: IndexSpec) -> None:  # native: hnswlib.Index
         self._native = native
         self.spec = spec
         self._all_vectors: np.ndarray | None = None  # read on the first exact search
@@ -196,27 +230,34 @@ class ItemIndex:
         seed: int = 100,
         progress: Callable[[int], None] | None = None,
     ) -> "ItemIndex":
-        import hnswlib
-
         count, dim = vectors.shape
-        spec = IndexSpec(space="ip", dim=dim, m=m, ef_construction=ef_construction, ef=ef, count=count)
-        native = hnswlib.Index(space=spec.space, dim=dim)
-        native.init_index(max_elements=count, M=m, ef_construction=ef_construction, random_seed=seed)
-        native.set_num_threads(threads if threads > 0 else -1)
+        builder = IndexBuilder(count, dim, m=m, ef_construction=ef_construction, ef=ef, threads=threads, seed=seed)
         for start in range(0, count, _ADD_CHUNK):
-            block = np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32)
-            native.add_items(block, np.arange(start, start + len(block)))
+            block = vectors[start : start + _ADD_CHUNK]
+            builder.add(block)
             if progress is not None:
                 progress(len(block))
-        return cls(native, spec)
+        return builder.finish()
+
+    def save_with_hnswlib(self, path: Path) -> None:
+        """hnswlib's own ``save_index``: writes straight from the index's memory, where ``serialized``
+        needs a copy of the whole graph (1.7 GB for a million 384-d items), but reports no write error.
+        Only for scratch files that are checked afterwards (edgerec.build.write_index)."""
+        self._native.save_index(str(path))
+
+    def release(self) -> None:
+        """Free hnswlib's memory now, not when the last reference goes; nothing can be searched afterwards."""
+        self._native = None
 
     def serialized(self) -> Iterator[bytes]:
         """The bytes of hnswlib's index file format, produced in Python.
 
         hnswlib's own ``save_index`` reports no write error (disk full, missing
         directory) and overwrites in place; writing these chunks ourselves
-        surfaces every OSError and lets the bundle writer hash and fsync them.
-        The layout mirrors ``HierarchicalNSW::saveIndex`` (tested byte for byte).
+        surfaces every OSError. The layout mirrors ``HierarchicalNSW::saveIndex``
+        (tested byte for byte). It costs a copy of the whole graph (hnswlib's
+        ``__getstate__``), so bundles are written by ``edgerec.build.write_index``
+        instead, which checks what ``save_index`` wrote.
         """
         state = self._native.__getstate__()[0]
         count, per_element = state["cur_element_count"], state["size_data_per_element"]
@@ -286,3 +327,45 @@ class ItemIndex:
         distances = 1.0 - self._all_vectors @ query
         order = np.argsort(distances, kind="stable")[:k]
         return order.astype(np.int64), distances[order]
+
+
+class IndexBuilder:
+    """An hnswlib index filled chunk by chunk; labels are 0, 1, 2, ... in the order vectors arrive.
+
+    hnswlib allocates for ``capacity`` items up front (``max_elements``), so a
+    streaming build counts its items first; ``finish`` refuses an index that
+    did not get exactly that many.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        dim: int,
+        *,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef: int = DEFAULT_EF,
+        threads: int = 0,
+        seed: int = 100,
+    ) -> None:
+        import hnswlib
+
+        self.spec = IndexSpec(space="ip", dim=dim, m=m, ef_construction=ef_construction, ef=ef, count=capacity)
+        self._native = hnswlib.Index(space=self.spec.space, dim=dim)
+        self._native.init_index(max_elements=capacity, M=m, ef_construction=ef_construction, random_seed=seed)
+        self._native.set_num_threads(threads if threads > 0 else -1)
+        self.count = 0
+
+    def add(self, vectors: np.ndarray) -> None:
+        block = np.ascontiguousarray(vectors, dtype=np.float32)
+        if block.ndim != 2 or block.shape[1] != self.spec.dim:
+            raise ValueError(f"vectors must have shape (n, {self.spec.dim}), got {block.shape}")
+        if self.count + len(block) > self.spec.count:
+            raise ValueError(f"the index was made for {self.spec.count} items; {self.count + len(block)} would not fit")
+        self._native.add_items(block, np.arange(self.count, self.count + len(block)))
+        self.count += len(block)
+
+    def finish(self) -> ItemIndex:
+        if self.count != self.spec.count:
+            raise ValueError(f"the index was made for {self.spec.count} items but holds {self.count}")
+        return ItemIndex(self._native, self.spec)

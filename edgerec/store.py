@@ -220,7 +220,7 @@ class Store:
     # -- internals -----------------------------------------------------------
     def _update(self, current: Bundle, records: list[dict[str, Any]], remove_ids: Sequence[str], *,
                 catalog: str | None, threads: int | None, progress: Progress | None) -> UpdateReport:
-        from .build import item_texts, tool_versions, write_bundle_files
+        from .build import ModelFiles, item_texts, tool_versions, write_bundle_files
         from .items import item_text
 
         manifest = current.manifest
@@ -264,15 +264,12 @@ class Store:
             "build": {"tool_versions": tool_versions(), "encode_seconds": round(encode_seconds, 3),
                       "index_seconds": round(time.perf_counter() - started, 3)},
         }
-        notice = current.path("notice") if "notice" in manifest.files else None
 
         def write_version(out: Path) -> Any:
             with BundleWriter(out) as writer:
                 return write_bundle_files(
-                    writer, table=table, index=index, model_path=current.path("encoder"),
-                    tokenizer_path=current.path("tokenizer"), notice_path=notice, encoder_spec=manifest.encoder,
+                    writer, table=table, index=index, model=ModelFiles.of_bundle(current),
                     text_fields=text_fields, user=manifest.user, name=manifest.name, provenance=provenance,
-                    source=current,
                 )
 
         self._commit(write_version, previous=current.version, name=report.version)

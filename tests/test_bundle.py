@@ -236,6 +236,29 @@ def test_exception_inside_with_leaves_nothing(tmp_path: Path, error: type[BaseEx
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_written_piece_by_piece_is_hashed_and_checked(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    contents = dummy_contents()
+    with BundleWriter(out) as writer:
+        for role in ("encoder", "tokenizer", "index"):
+            writer.write(role, [contents[role]])
+        with writer.open("items") as items_file:
+            for start in range(0, len(contents["items"]), 10):
+                items_file.write(contents["items"][start : start + 10])
+        writer.finish(name="x", encoder=ENCODER, index=INDEX, items=ITEMS, provenance={})
+    assert open_bundle(out).path("items").read_bytes() == contents["items"]
+
+
+def test_an_error_while_a_file_is_open_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    with pytest.raises(RuntimeError):
+        with BundleWriter(out) as writer:
+            with writer.open("items") as items_file:
+                items_file.write(b"first line\n")
+                raise RuntimeError("encoding failed")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_finish_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     with pytest.raises(ManifestError, match="files lacks"):

@@ -159,3 +159,31 @@ def _with(value: float):
 def test_unusable_query_is_an_input_error(index: ItemIndex, make, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         index.search(make(np.random.default_rng(0)), 5)
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [(None, None), ("nan", "NaN or infinity"),
+                                                  ("label", "labels that are not the item rows")])
+def test_level0_is_checked_block_by_block(index: ItemIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          damage: str | None, fragment: str | None) -> None:
+    import struct
+
+    import edgerec.index
+    from edgerec.index import _HEADER, validate_index_file
+
+    path = tmp_path / "index.hnsw"
+    index.save(path)
+    data = bytearray(path.read_bytes())
+    header = _HEADER.unpack_from(data)
+    per_element, label_offset, offset_data = header[3], header[4], header[5]
+    last_row = _HEADER.size + (COUNT - 1) * per_element  # in the last, short block
+    if damage == "nan":
+        struct.pack_into("<f", data, last_row + offset_data, float("nan"))
+    elif damage == "label":
+        struct.pack_into("<Q", data, last_row + label_offset, 0)
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(edgerec.index, "_CHECK_BLOCK", 300)
+    if fragment is None:
+        validate_index_file(path, index.spec)
+    else:
+        with pytest.raises(BundleError, match=fragment):
+            validate_index_file(path, index.spec)

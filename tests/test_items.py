@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgerec.errors import BundleError, CatalogError
@@ -202,3 +203,72 @@ def test_load_refuses_damaged_table(tmp_path: Path, text: str, fragment: str) ->
     path.write_text(text, encoding="utf-8")
     with pytest.raises(BundleError, match=fragment):
         ItemTable.load(path, spec())
+
+
+def test_csv_lines_may_end_with_a_lone_carriage_return(tmp_path: Path) -> None:
+    # As when the whole file was decoded and split with newline="": old Mac line ends still work.
+    path = write(tmp_path, "items.csv", 'id,title\ra,Alien\rb,"Heat\r\nagain"\r')
+    assert read_catalog(path) == [{"id": "a", "title": "Alien"}, {"id": "b", "title": "Heat\r\nagain"}]
+
+
+def test_the_first_error_in_the_file_is_the_one_reported(tmp_path: Path) -> None:
+    # The catalogue is read line by line: bad JSON on line 2 is found before bad UTF-8 on line 3.
+    path = write(tmp_path, "items.jsonl", b'{"id": "a"}\nnot json\n{"id": "b", "title": "\xff"}\n')
+    with pytest.raises(CatalogError, match="line 2 is not valid JSON"):
+        read_catalog(path)
+
+
+def test_catalog_file_hashes_what_a_complete_pass_read(tmp_path: Path) -> None:
+    import hashlib
+
+    from edgerec.items import CatalogFile
+
+    data = '\ufeff{"id": "a"}\n\n{"id": "b"}'
+    path = write(tmp_path, "items.jsonl", data)
+    catalog = CatalogFile(path)
+    assert catalog.count_lines() == 3
+    rows = catalog.records()
+    assert next(rows) == (1, {"id": "a"}) and catalog.sha256 is None  # not known until the end
+    assert list(rows) == [(3, {"id": "b"})]
+    assert catalog.sha256 == hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+# -- the loaded table reads records on demand ---------------------------------
+
+@pytest.fixture
+def loaded(tmp_path: Path) -> ItemTable:
+    path = tmp_path / "items.jsonl"
+    ItemTable.from_records(RECORDS, "id").write(path)
+    return ItemTable.load(path, spec())
+
+
+def test_loaded_table_is_a_sequence_of_records(loaded: ItemTable) -> None:
+    from edgerec.items import JsonlRecords
+
+    assert isinstance(loaded.records, JsonlRecords)  # offsets and ids in memory, not the records
+    assert loaded.records[-1] == RECORDS[-1] and loaded.records[1:] == RECORDS[1:]
+    assert loaded.records[np.int64(0)] == RECORDS[0]
+    assert list(reversed(loaded.records)) == RECORDS[::-1]
+    with pytest.raises(IndexError):
+        loaded.records[3]
+    with pytest.raises(TypeError):
+        loaded.records["a"]  # type: ignore[call-overload]
+
+
+def test_loaded_table_survives_its_file_being_replaced(loaded: ItemTable, tmp_path: Path) -> None:
+    # A newer bundle version replaces and removes an old one while readers still hold it.
+    path = tmp_path / "items.jsonl"
+    path.rename(tmp_path / "moved.jsonl")
+    (tmp_path / "moved.jsonl").unlink()
+    path.write_text('{"id": "z"}\n')
+    assert list(loaded.records) == RECORDS
+
+
+def test_loaded_table_refuses_a_file_changed_in_place(loaded: ItemTable, tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    data = path.read_bytes()
+    with open(path, "r+b") as handle:  # same inode, same size, another id on line 1
+        handle.write(data.replace(b'"id": "a"', b'"id": "q"', 1))
+    assert loaded.records[2] == RECORDS[2]
+    with pytest.raises(BundleError, match="line 1 changed after the bundle was loaded"):
+        loaded.records[0]
