@@ -252,6 +252,7 @@ def build_from_catalog(
     name: str | None = None,
     threads: int | None = None,
     overwrite: bool = False,
+    ef: int = DEFAULT_EF,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
 ) -> Manifest:
@@ -293,6 +294,6 @@ def build_from_catalog(
             writer, second_pass(), count=survey.count, columns=survey.columns, id_field=id_field,
             model=ModelFiles.of_bundle(source), text_fields=fields,
             user=source.manifest.user,  # the model's training window goes with the model
-            name=name or Path(out).name, provenance=provenance, threads=threads, progress=progress,
+            name=name or Path(out).name, provenance=provenance, threads=threads, ef=ef, progress=progress,
             chunk_size=chunk_size,
         )

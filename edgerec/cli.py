@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
+from .index import DEFAULT_EF
 from .recommender import BUNDLE_ENV, Recommendation, Recommender, resolve_bundle_path
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
@@ -96,6 +97,8 @@ def runtime_options(f: Any) -> Any:
                      help="ONNX Runtime threads (default: all cores).")(f)
     f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                      help="Where the encoder runs; cuda needs onnxruntime-gpu.")(f)
+    f = click.option("--ef", type=click.IntRange(min=1), default=None,
+                     help="HNSW search breadth (default: the bundle's); higher finds more of the true top k, slower.")(f)
     return bundle_option(f)
 
 
@@ -118,19 +121,21 @@ def main() -> None:
 @main.command()
 @click.argument("text")
 @runtime_options
-def query(text: str, k: int, as_json: bool, threads: int | None, device: str, bundle: str | None) -> None:
+def query(text: str, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
+          bundle: str | None) -> None:
     """Items matching TEXT (use - to read the text from stdin)."""
     text = _read_stdin_text() if text == "-" else _argv_text(text)
-    rec = Recommender.load(bundle, threads=threads, device=device)
+    rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
     _print(rec.query(text, k=k), as_json)
 
 
 @main.command()
 @click.argument("item_id")
 @runtime_options
-def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: str, bundle: str | None) -> None:
+def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
+            bundle: str | None) -> None:
     """Items like ITEM_ID."""
-    rec = Recommender.load(bundle, threads=threads, device=device)
+    rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
     _print(rec.similar(item_id, k=k), as_json)
 
 
@@ -139,9 +144,9 @@ def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: st
 @click.option("--include-seen", is_flag=True, help="Allow items of the history in the results.")
 @runtime_options
 def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool, threads: int | None,
-              device: str, bundle: str | None) -> None:
+              device: str, ef: int | None, bundle: str | None) -> None:
     """Items for someone who liked HISTORY (item ids, most recent last)."""
-    rec = Recommender.load(bundle, threads=threads, device=device)
+    rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
     _print(rec.recommend(list(history), k=k, exclude_seen=not include_seen), as_json)
 
 
@@ -154,9 +159,11 @@ def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool,
 @click.option("--name", default=None, help="Bundle name (default: the --out directory's name).")
 @click.option("--force", is_flag=True, help="Replace --out if it is an existing bundle.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (default: all cores).")
+@click.option("--ef", type=click.IntRange(min=1), default=DEFAULT_EF, show_default=True,
+              help="The bundle's default HNSW search breadth; raise it for catalogues of a million items.")
 @bundle_option
 def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
-          threads: int | None, bundle: str | None) -> None:
+          threads: int | None, ef: int, bundle: str | None) -> None:
     """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv) with the encoder of --bundle."""
     from .build import build_from_catalog
 
@@ -166,14 +173,14 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
     if is_home(out):  # a rebuild: a new version in the home, switched to when complete
         with StageProgress() as progress:
             report = Store(out).rebuild(catalog, base=bundle, text_fields=fields, id_field=id_field, name=name,
-                                        threads=threads, progress=progress)
+                                        threads=threads, ef=ef, progress=progress)
         click.echo(f"wrote {safe(out)}/{report.version} (now current; previous {report.previous}): "
                    f"{report.count} items", err=True)
         return
     with StageProgress() as progress:
         manifest = build_from_catalog(
             catalog, out, base=resolve_bundle_path(bundle), text_fields=fields, id_field=id_field,
-            name=name, threads=threads, overwrite=force, progress=progress,
+            name=name, threads=threads, ef=ef, overwrite=force, progress=progress,
         )
     click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
                err=True)

@@ -290,6 +290,14 @@ class ItemIndex:
             for chunk in self.serialized():
                 handle.write(chunk)
 
+    def set_ef(self, ef: int) -> None:
+        """Search breadth: higher finds more of the true top k and takes longer (results/scale.md)."""
+        if isinstance(ef, bool) or not isinstance(ef, (int, np.integer)):
+            raise TypeError(f"ef must be an int, got {type(ef).__name__}")
+        if ef < 1:
+            raise InputError(f"ef must be at least 1, got {ef}")
+        self._native.set_ef(int(ef))
+
     def vectors(self, labels: Iterable[int]) -> np.ndarray:
         return np.asarray(self._native.get_items(list(labels)), dtype=np.float32)
 

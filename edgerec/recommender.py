@@ -80,25 +80,29 @@ class Recommender:
         *,
         threads: int | None = None,
         device: str = "cpu",
+        ef: int | None = None,
     ) -> "Recommender":
         """Verify and open a bundle (None: $EDGEREC_BUNDLE, else the default bundle).
 
         A bundle home (edgerec.store) opens the version its ``current`` pointer names.
+        ``ef``: HNSW search breadth instead of the bundle's default (more recall, more time).
         """
-        return cls._open(open_bundle(resolve_bundle_path(path)), threads=threads, device=device)
+        return cls._open(open_bundle(resolve_bundle_path(path)), threads=threads, device=device, ef=ef)
 
     @classmethod
-    def _open(cls, bundle: Bundle, *, threads: int | None, device: str,
+    def _open(cls, bundle: Bundle, *, threads: int | None, device: str, ef: int | None = None,
               encoder: TextEncoder | None = None) -> "Recommender":
         manifest = bundle.manifest
         items = ItemTable.load(bundle.path("items"), manifest.items)
         index = ItemIndex.load(bundle.path("index"), manifest.index)
+        if ef is not None:
+            index.set_ef(ef)
         if encoder is None:
             encoder = TextEncoder(
                 bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
             )
         recommender = cls(bundle, encoder, index, items)
-        recommender._load_options = (threads, device)
+        recommender._load_options = (threads, device, ef)
         return recommender
 
     def reload(self) -> "Recommender":
@@ -118,8 +122,9 @@ class Recommender:
         same_encoder = old.encoder == new.encoder and all(
             old.files[role].sha256 == new.files[role].sha256 for role in ("encoder", "tokenizer")
         )
-        threads, device = self._load_options
-        return self._open(bundle, threads=threads, device=device, encoder=self.encoder if same_encoder else None)
+        threads, device, ef = self._load_options
+        return self._open(bundle, threads=threads, device=device, ef=ef,
+                          encoder=self.encoder if same_encoder else None)
 
     def __len__(self) -> int:
         return len(self.items)

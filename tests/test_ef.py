@@ -1,0 +1,48 @@
+"""The HNSW search breadth: the bundle's default, set at build, overridden at load, refused when nonsense."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import tiny_catalog
+from edgerec import Recommender
+from edgerec.cli import main
+from edgerec.errors import InputError
+
+
+def test_ef_given_at_load_is_the_one_searched_with(tiny_bundle: Path) -> None:
+    default = Recommender.load(tiny_bundle, threads=1)
+    wide = Recommender.load(tiny_bundle, threads=1, ef=500)
+    assert default.index._native.ef == default.bundle.manifest.index.ef
+    assert wide.index._native.ef == 500
+    # A breadth above the item count makes the walk exhaustive: the answer is the exact one.
+    vector = wide.encode("dog")[0]
+    exact = (wide.index.vectors(range(len(wide))) @ vector).argsort()[::-1][:10]
+    assert wide.index.search(vector, 10)[0].tolist() == exact.tolist()
+    assert wide.reload() is wide  # nothing changed on disk
+
+
+@pytest.mark.parametrize("ef, error", [(0, InputError), (-3, InputError), ("64", TypeError), (2.5, TypeError),
+                                       (True, TypeError)])
+def test_nonsense_ef_is_refused_by_name(tiny_bundle: Path, ef: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="ef"):
+        Recommender.load(tiny_bundle, threads=1, ef=ef)  # type: ignore[arg-type]
+
+
+def test_cli_ef_options(tiny_bundle: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    answered = runner.invoke(main, ["query", "dog", "--ef", "200", "--json", "--bundle", str(tiny_bundle)])
+    assert answered.exit_code == 0 and len(answered.output.splitlines()) == 10
+    refused = runner.invoke(main, ["query", "dog", "--ef", "0", "--bundle", str(tiny_bundle)])
+    assert refused.exit_code == 2 and "--ef" in refused.output
+
+    catalog = tmp_path / "items.jsonl"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in tiny_catalog(40)))
+    built = runner.invoke(main, ["build", str(catalog), "--out", str(tmp_path / "b"), "--ef", "321",
+                                 "--bundle", str(tiny_bundle)])
+    assert built.exit_code == 0, built.output
+    assert Recommender.load(tmp_path / "b", threads=1).bundle.manifest.index.ef == 321
