@@ -25,7 +25,7 @@ from . import __version__
 from .bundle import Bundle, BundleWriter, open_bundle
 from .encoder import TextEncoder
 from .errors import BundleError, CatalogError, WriteError
-from .index import DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex, check_index_layout
+from .index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex, check_index_layout
 from .items import CatalogFile, ItemTable, item_text, jsonl_bytes, survey_catalog, text_fields_among
 from .manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
 
@@ -90,7 +90,7 @@ def build_bundle(
     batch_size: int = 32,
     m: int = DEFAULT_M,
     ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-    ef: int = DEFAULT_EF,
+    ef: int | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Manifest:
@@ -125,7 +125,7 @@ def write_streamed_bundle(
     batch_size: int = 32,
     m: int = DEFAULT_M,
     ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-    ef: int = DEFAULT_EF,
+    ef: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
 ) -> Manifest:
@@ -252,7 +252,7 @@ def build_from_catalog(
     name: str | None = None,
     threads: int | None = None,
     overwrite: bool = False,
-    ef: int = DEFAULT_EF,
+    ef: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
 ) -> Manifest:

@@ -17,7 +17,6 @@ import click
 from . import __version__
 from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
-from .index import DEFAULT_EF
 from .recommender import BUNDLE_ENV, Recommendation, Recommender, resolve_bundle_path
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
@@ -159,11 +158,12 @@ def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool,
 @click.option("--name", default=None, help="Bundle name (default: the --out directory's name).")
 @click.option("--force", is_flag=True, help="Replace --out if it is an existing bundle.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (default: all cores).")
-@click.option("--ef", type=click.IntRange(min=1), default=DEFAULT_EF, show_default=True,
-              help="The bundle's default HNSW search breadth; raise it for catalogues of a million items.")
+@click.option("--ef", type=click.IntRange(min=1), default=None,
+              help="The bundle's default HNSW search breadth (default: by catalogue size, 64 up to "
+                   "5,000 items, 256 up to 100,000, 512 above).")
 @bundle_option
 def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
-          threads: int | None, ef: int, bundle: str | None) -> None:
+          threads: int | None, ef: int | None, bundle: str | None) -> None:
     """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv) with the encoder of --bundle."""
     from .build import build_from_catalog
 

@@ -50,7 +50,7 @@ from .bundle import (
 )
 from .errors import BundleError, CatalogError, InputError, ManifestError, StoreBusyError, UnknownItemError
 from .faults import fault_point
-from .index import DEFAULT_EF, ItemIndex, validate_index_file
+from .index import ItemIndex, validate_index_file
 from .items import ItemTable, read_catalog
 from .manifest import MANIFEST_NAME
 
@@ -202,7 +202,8 @@ class Store:
 
     def rebuild(self, catalog: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
                 text_fields: Sequence[str] | None = None, id_field: str = "id", name: str | None = None,
-                threads: int | None = None, ef: int = DEFAULT_EF, progress: Progress | None = None) -> UpdateReport:
+                threads: int | None = None, ef: int | None = None,
+                progress: Progress | None = None) -> UpdateReport:
         """A new version from a whole catalogue, encoded with ``base``'s model (default: the current version's)."""
         from .build import build_from_catalog
 

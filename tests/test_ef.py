@@ -10,8 +10,10 @@ from click.testing import CliRunner
 
 from conftest import tiny_catalog
 from edgerec import Recommender
+from edgerec.build import build_from_catalog
 from edgerec.cli import main
 from edgerec.errors import InputError
+from edgerec.index import IndexBuilder, default_ef
 
 
 def test_ef_given_at_load_is_the_one_searched_with(tiny_bundle: Path) -> None:
@@ -46,3 +48,11 @@ def test_cli_ef_options(tiny_bundle: Path, tmp_path: Path) -> None:
                                  "--bundle", str(tiny_bundle)])
     assert built.exit_code == 0, built.output
     assert Recommender.load(tmp_path / "b", threads=1).bundle.manifest.index.ef == 321
+
+
+def test_a_new_bundle_searches_wider_the_more_items_it_holds(tiny_bundle: Path, tmp_path: Path) -> None:
+    assert [default_ef(n) for n in (1, 5_000, 5_001, 100_000, 100_001, 10**6)] == [64, 64, 256, 256, 512, 512]
+    assert IndexBuilder(6_000, 4).spec.ef == 256  # hnswlib allocates lazily: a capacity costs nothing here
+    catalog = tmp_path / "items.jsonl"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in tiny_catalog(40)))
+    assert build_from_catalog(catalog, tmp_path / "b", base=tiny_bundle, threads=1).index.ef == 64
