@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,30 @@ def test_level0_is_checked_block_by_block(index: ItemIndex, tmp_path: Path, monk
     else:
         with pytest.raises(BundleError, match=fragment):
             validate_index_file(path, index.spec)
+
+
+def test_vectors_come_back_by_label_from_memory_and_from_the_file(tmp_path: Path) -> None:
+    # Built on 2 threads, hnswlib's internal rows are not in label order: reading the file by row
+    # without the label map would return other items' vectors.
+    many = unit_rows(np.random.default_rng(3), 9000)  # above one chunk, so bulk reads go to the file
+    built = ItemIndex.build(many, threads=2)
+    path = tmp_path / "index.hnsw"
+    built.save(path)
+    loaded = ItemIndex.load(path, built.spec)
+    some = [8999, 0, 4242, 4242, 17]
+    for index in (built, loaded):
+        np.testing.assert_array_equal(index.vectors(range(len(many))), many)
+        np.testing.assert_array_equal(index.vectors(some), many[some])
+        assert index.vectors([]).shape == (0, many.shape[1])
+    # A bundle is replaced by renaming a new one into place: the loaded index still reads its own file.
+    other = tmp_path / "other.hnsw"
+    ItemIndex.build(unit_rows(np.random.default_rng(4), 9000)).save(other)
+    os.replace(other, path)
+    np.testing.assert_array_equal(loaded.vectors(range(len(many))), many)
+    # A file cut short in place (edgerec never writes one in place) is refused, not misread.
+    cut = tmp_path / "cut.hnsw"
+    built.save(cut)
+    victim = ItemIndex.load(cut, built.spec)
+    os.truncate(cut, 1000)
+    with pytest.raises(BundleError, match="changed after the bundle was loaded"):
+        victim.vectors(range(len(many)))
