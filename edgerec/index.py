@@ -12,7 +12,7 @@ import os
 import struct
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, NoReturn
 
@@ -257,13 +257,14 @@ class ItemIndex:
         native.set_ef(max(spec.ef, 1))
 
     @classmethod
-    def load(cls, path: Path, spec: IndexSpec) -> "ItemIndex":
+    def load(cls, path: Path, spec: IndexSpec, *, room_for: int | None = None) -> "ItemIndex":
+        """``room_for``: the item count the loaded index may grow to with ``upsert``."""
         import hnswlib
 
         row_labels = validate_index_file(path, spec)
         native = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:
-            native.load_index(str(path), max_elements=spec.count)
+            native.load_index(str(path), max_elements=max(spec.count, room_for or 0))
         except Exception as exc:
             raise BundleError(f"{path}: hnswlib cannot load the index ({exc})") from None
         index = cls(native, spec)
@@ -296,6 +297,19 @@ class ItemIndex:
         needs a copy of the whole graph (1.7 GB for a million 384-d items), but reports no write error.
         Only for scratch files that are checked afterwards (edgerec.build.write_index)."""
         self._native.save_index(str(path))
+
+    def upsert(self, vectors: np.ndarray, labels: np.ndarray, *, threads: int = 0) -> None:
+        """Replace the vectors of existing labels and add new labels (the next ones: count, count + 1, ...),
+        linking just those into the graph instead of building it again."""
+        labels = np.asarray(labels, dtype=np.int64)
+        count = max(self.spec.count, int(labels.max()) + 1) if len(labels) else self.spec.count
+        if len(labels) and (labels.min() < 0 or len(np.union1d(np.arange(self.spec.count), labels)) != count):
+            raise ValueError(f"labels must be existing ones or the next ones after {self.spec.count - 1}")
+        if len(labels):
+            self._native.add_items(np.ascontiguousarray(vectors, dtype=np.float32), labels,
+                                   num_threads=threads if threads > 0 else -1)
+        self.spec = replace(self.spec, count=count)
+        self._stored = self._all_vectors = None  # the file and the cached copy no longer match
 
     def release(self) -> None:
         """Free hnswlib's memory now, not when the last reference goes; nothing can be searched afterwards."""

@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .bundle import (
     FILE_NAMES,
     OLD_MARK,
@@ -249,11 +251,17 @@ class Store:
             unchanged = label is not None and item_text(old_table.records[label], text_fields) == text
             reuse.append(label if unchanged else None)
         started = time.perf_counter()
-        vectors = _vectors(current, reuse, texts, threads=threads, progress=progress)
+        changed = [i for i, label in enumerate(reuse) if label is None]
+        vectors = _encode(current, [texts[i] for i in changed], threads=threads, progress=progress)
         encode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        index = ItemIndex.build(vectors, m=manifest.index.m, ef_construction=manifest.index.ef_construction,
-                                ef=manifest.index.ef, threads=threads or 0)
+        if removing:  # labels are item rows: once a row goes, every later item moves, so the graph is rebuilt
+            index = ItemIndex.build(_all_vectors(current, reuse, changed, vectors), m=manifest.index.m,
+                                    ef_construction=manifest.index.ef_construction, ef=manifest.index.ef,
+                                    threads=threads or 0)
+        else:  # old items keep their rows: only changed and new items go into the current graph
+            index = ItemIndex.load(current.path("index"), manifest.index, room_for=len(table))
+            index.upsert(vectors, np.asarray(changed, dtype=np.int64), threads=threads or 0)
         report = UpdateReport(
             version=self._next_version(), previous=current.version, count=len(table), added=len(added),
             replaced=len(incoming) - len(added), removed=len(removing), encoded=reuse.count(None),
@@ -262,7 +270,8 @@ class Store:
             **manifest.provenance,
             "update": {"kind": "remove" if remove_ids else "add", "from_version": current.version,
                        "catalog": catalog, "added": report.added, "replaced": report.replaced,
-                       "removed": report.removed, "encoded": report.encoded},
+                       "removed": report.removed, "encoded": report.encoded,
+                       "index": "rebuilt" if removing else "grown"},
             "build": {"tool_versions": tool_versions(), "encode_seconds": round(encode_seconds, 3),
                       "index_seconds": round(time.perf_counter() - started, 3)},
         }
@@ -432,25 +441,27 @@ def _rename_id(record: Mapping[str, Any], catalog_field: str, bundle_field: str)
     return {bundle_field: record[catalog_field], **body}
 
 
-def _vectors(current: Bundle, reuse: list[int | None], texts: list[str], *, threads: int | None,
-             progress: Progress | None) -> Any:
-    """Vectors in the new label order: copied from the current index where ``reuse`` names a label,
-    encoded with the current version's model otherwise."""
-    import numpy as np
-
+def _encode(current: Bundle, texts: list[str], *, threads: int | None, progress: Progress | None) -> Any:
+    """``texts`` encoded with the current version's model."""
     from .encoder import TextEncoder
 
     manifest = current.manifest
-    vectors = np.empty((len(reuse), manifest.index.dim), dtype=np.float32)
+    if not texts:
+        return np.empty((0, manifest.index.dim), dtype=np.float32)
+    encoder = TextEncoder(current.path("encoder"), current.path("tokenizer"), manifest.encoder, threads=threads)
+    advance = None if progress is None else _counting(progress, "encoding", len(texts))
+    return encoder.encode(texts, progress=advance)
+
+
+def _all_vectors(current: Bundle, reuse: list[int | None], changed: list[int], encoded: Any) -> Any:
+    """Vectors in the new label order: ``encoded`` for the ``changed`` rows, copied from the current
+    index where ``reuse`` names a label."""
+    vectors = np.empty((len(reuse), current.manifest.index.dim), dtype=np.float32)
+    vectors[changed] = encoded
     copied = [i for i, label in enumerate(reuse) if label is not None]
     if copied:
-        old_index = ItemIndex.load(current.path("index"), manifest.index)
+        old_index = ItemIndex.load(current.path("index"), current.manifest.index)
         vectors[copied] = old_index.vectors([reuse[i] for i in copied])
-    todo = [i for i, label in enumerate(reuse) if label is None]
-    if todo:
-        encoder = TextEncoder(current.path("encoder"), current.path("tokenizer"), manifest.encoder, threads=threads)
-        advance = None if progress is None else _counting(progress, "encoding", len(todo))
-        vectors[todo] = encoder.encode([texts[i] for i in todo], progress=advance)
     return vectors
 
 

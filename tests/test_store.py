@@ -155,6 +155,11 @@ def test_add_appends_new_items_and_replaces_changed_ones(home: Path, catalog: Pa
     assert float(after.index.vectors([120])[0] @ fresh) > 0.9
     assert after.similar("new-1", k=1)[0].item_id != "new-1"
     assert after.bundle.manifest.provenance["update"]["from_version"] == "v000001"
+    # Nothing was removed, so the old graph was grown, not built again; every changed or new item
+    # is linked in: searching with its own vector finds it first.
+    assert after.bundle.manifest.provenance["update"]["index"] == "grown"
+    for label in (3, 120, 121):
+        assert after.index.search(after.index.vectors([label])[0], 1)[0][0] == label
 
 
 def test_metadata_only_change_copies_the_vector(home: Path, tmp_path: Path) -> None:
@@ -179,6 +184,7 @@ def test_remove_drops_items_and_renumbers_labels(home: Path) -> None:
     for item_id in ("item-001", "item-051", "item-119"):
         assert np.array_equal(after.index.vectors([after.items.labels[item_id]]),
                               before.index.vectors([before.items.labels[item_id]]))
+    assert after.bundle.manifest.provenance["update"]["index"] == "rebuilt"  # labels moved
     with pytest.raises(UnknownItemError):
         after.similar("item-000")
 
