@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import __version__
-from .encoder import clean_text
+from .encoder import TextEncoder, clean_text
 from .errors import EdgerecError
 from .items import item_text
 from .recommender import Recommender
@@ -301,8 +301,14 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
     """Measure one bundle on this machine. ``log`` gets one line per phase (for a progress display)."""
     say = log or (lambda _line: None)
     settings = thread_settings()
-    recommenders = {threads: Recommender.load(bundle_path, threads=threads) for threads in settings}
-    first = recommenders[settings[0]]
+    first = Recommender.load(bundle_path, threads=settings[0])
+    # The other thread settings get their own ONNX session over the same items and index
+    # (a million-item index is 1.9 GB: one copy is enough).
+    recommenders = {settings[0]: first}
+    for threads in settings[1:]:
+        encoder = TextEncoder(first.bundle.path("encoder"), first.bundle.path("tokenizer"),
+                              first.bundle.manifest.encoder, threads=threads)
+        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items)
     manifest = first.bundle.manifest
     notes = []
 
