@@ -226,16 +226,26 @@ class StoredVectors:
     """
 
     def __init__(self, path: Path, spec: IndexSpec, row_labels: np.ndarray) -> None:
+        """``row_labels``: each level-0 row's label, as ``validate_index_file`` returns them."""
         with _open_index(path) as handle:
             self._header = _Header(*_HEADER.unpack(handle.read(_HEADER.size)))
             self._fd = os.dup(handle.fileno())
         weakref.finalize(self, os.close, self._fd)
         self._path, self._size, self._dim = path, os.fstat(self._fd).st_size, spec.dim
-        self._row_of_label = np.empty(self._header.count, dtype=np.int64)
-        self._row_of_label[row_labels.astype(np.int64)] = np.arange(self._header.count)
+        self._row_labels = row_labels
+        self._row_of_label: np.ndarray | None = None  # made on the first read, not at every load
+
+    @classmethod
+    def open(cls, path: Path, spec: IndexSpec) -> "StoredVectors":
+        """The vectors of an index file, validated, without loading the graph into hnswlib."""
+        return cls(path, spec, validate_index_file(path, spec))
 
     def read(self, labels: np.ndarray) -> np.ndarray:
-        h, rows = self._header, self._row_of_label[labels]
+        if self._row_of_label is None:
+            row_of_label = np.empty(len(self._row_labels), dtype=np.int64)
+            row_of_label[self._row_labels.astype(np.int64)] = np.arange(len(self._row_labels))
+            self._row_of_label = row_of_label
+        h, rows = self._header, self._row_of_label[np.asarray(labels, dtype=np.int64)]
         if os.fstat(self._fd).st_size != self._size:
             raise BundleError(f"{self._path}: changed after the bundle was loaded; load it again")
         with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as mapped:

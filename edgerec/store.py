@@ -52,7 +52,7 @@ from .bundle import (
 )
 from .errors import BundleError, CatalogError, InputError, ManifestError, StoreBusyError, UnknownItemError
 from .faults import fault_point
-from .index import ItemIndex, validate_index_file
+from .index import ItemIndex, StoredVectors, validate_index_file
 from .items import ItemTable, read_catalog
 from .manifest import MANIFEST_NAME
 
@@ -459,9 +459,9 @@ def _all_vectors(current: Bundle, reuse: list[int | None], changed: list[int], e
     vectors = np.empty((len(reuse), current.manifest.index.dim), dtype=np.float32)
     vectors[changed] = encoded
     copied = [i for i, label in enumerate(reuse) if label is not None]
-    if copied:
-        old_index = ItemIndex.load(current.path("index"), current.manifest.index)
-        vectors[copied] = old_index.vectors([reuse[i] for i in copied])
+    if copied:  # read from the file: the old graph itself is not needed
+        stored = StoredVectors.open(current.path("index"), current.manifest.index)
+        vectors[copied] = stored.read(np.array([reuse[i] for i in copied], dtype=np.int64))
     return vectors
 
 
