@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
-from .recommender import BUNDLE_ENV, Recommendation, Recommender, resolve_bundle_path
+from .recommender import BUNDLE_ENV, DEFAULT_THREADS, Recommendation, Recommender, resolve_bundle_path
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
 # Line separators would break a one-line message; bidi overrides can make a terminal show text reordered.
@@ -92,8 +92,8 @@ def runtime_options(f: Any) -> Any:
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one result per line.")(f)
     f = click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
                      help="How many results.")(f)
-    f = click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="ONNX Runtime threads (default: all cores).")(f)
+    f = click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
+                     help="ONNX Runtime threads; one is the fastest for a single query.")(f)
     f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                      help="Where the encoder runs; cuda needs onnxruntime-gpu.")(f)
     f = click.option("--ef", type=click.IntRange(min=1), default=None,
@@ -291,8 +291,8 @@ def _thread_counts(ctx: click.Context, param: click.Parameter, value: str) -> li
 @click.option("--warmup", type=click.IntRange(min=0), default=200, show_default=True,
               help="Calls made on one thread before measuring.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workload.")
-@click.option("--ort-threads", type=click.IntRange(min=1), default=None,
-              help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--ort-threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
+              help="ONNX Runtime intra-op threads of the shared Recommender.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @bundle_option
 def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort_threads: int | None,

@@ -61,11 +61,17 @@ def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:
     return Path(env) if env else default_bundle_path()
 
 
+# ONNX Runtime threads unless asked otherwise. A query is a few dozen tokens:
+# too little work to split, and on the machine measured a second thread made a
+# single query slower (results/peers.md). Large encode() batches gain from more.
+DEFAULT_THREADS = 1
+
+
 class Recommender:
     """Recommendations from one bundle. Build it with ``Recommender.load``."""
 
     # (threads, device) the encoder was made with: reload() makes a new one the same way.
-    _load_options: tuple[int | None, str] = (None, "cpu")
+    _load_options: tuple[int | None, str] = (DEFAULT_THREADS, "cpu")
 
     def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable) -> None:
         self.bundle = bundle
@@ -78,13 +84,15 @@ class Recommender:
         cls,
         path: str | os.PathLike[str] | None = None,
         *,
-        threads: int | None = None,
+        threads: int | None = DEFAULT_THREADS,
         device: str = "cpu",
         ef: int | None = None,
     ) -> "Recommender":
         """Verify and open a bundle (None: $EDGEREC_BUNDLE, else the default bundle).
 
         A bundle home (edgerec.store) opens the version its ``current`` pointer names.
+        ``threads``: ONNX Runtime threads; 1 by default, the fastest for single
+        queries; None uses every core, which pays for large ``encode`` batches.
         ``ef``: HNSW search breadth instead of the bundle's default (more recall, more time).
         """
         return cls._open(open_bundle(resolve_bundle_path(path)), threads=threads, device=device, ef=ef)
