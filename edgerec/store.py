@@ -30,9 +30,10 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from .faults import fault_point
 from .index import ItemIndex, StoredVectors, validate_index_file
 from .items import ItemTable, read_catalog
 from .manifest import MANIFEST_NAME
+from .prune import PRUNE_LIMIT, prune_index_file
 
 POINTER_NAME = "current"
 LOCK_NAME = ".lock"
@@ -224,6 +226,13 @@ class Store:
     # -- internals -----------------------------------------------------------
     def _update(self, current: Bundle, records: list[dict[str, Any]], remove_ids: Sequence[str], *,
                 catalog: str | None, threads: int | None, progress: Progress | None) -> UpdateReport:
+        with ExitStack() as stack:  # scratch files live until the new version is written and switched to
+            return self._update_in(stack, current, records, remove_ids, catalog=catalog, threads=threads,
+                                   progress=progress)
+
+    def _update_in(self, stack: ExitStack, current: Bundle, records: list[dict[str, Any]],
+                   remove_ids: Sequence[str], *, catalog: str | None, threads: int | None,
+                   progress: Progress | None) -> UpdateReport:
         from .build import ModelFiles, item_texts, tool_versions, write_bundle_files
         from .items import item_text
 
@@ -255,12 +264,27 @@ class Store:
         vectors = _encode(current, [texts[i] for i in changed], threads=threads, progress=progress)
         encode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        if removing:  # labels are item rows: once a row goes, every later item moves, so the graph is rebuilt
+        # Labels are item rows. Removing a few items rewrites the graph without them (edgerec.prune);
+        # removing many builds it again, because every cut link costs the graph a little.
+        how = "grown"
+        if len(removing) > PRUNE_LIMIT * manifest.index.count:
+            how = "rebuilt"
             index = ItemIndex.build(_all_vectors(current, reuse, changed, vectors), m=manifest.index.m,
                                     ef_construction=manifest.index.ef_construction, ef=manifest.index.ef,
                                     threads=threads or 0)
-        else:  # old items keep their rows: only changed and new items go into the current graph
-            index = ItemIndex.load(current.path("index"), manifest.index, room_for=len(table))
+        else:  # old items keep their order: only changed and new items go into the current graph
+            source, spec = current.path("index"), manifest.index
+            if removing:
+                how = "pruned"
+                rows = np.asarray([old_table.labels[item_id] for item_id in removing], dtype=np.int64)
+                try:  # a killed writer's scratch directory is tidied by the next writer (STAGING_MARK)
+                    scratch = Path(tempfile.mkdtemp(prefix=f".prune{STAGING_MARK}", dir=self.home))
+                    stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+                    source = scratch / "index.hnsw"
+                    spec = prune_index_file(current.path("index"), manifest.index, rows, source)
+                except OSError as exc:
+                    raise write_error(Path(exc.filename or self.home), exc) from None
+            index = ItemIndex.load(source, spec, room_for=len(table))
             index.upsert(vectors, np.asarray(changed, dtype=np.int64), threads=threads or 0)
         report = UpdateReport(
             version=self._next_version(), previous=current.version, count=len(table), added=len(added),
@@ -271,7 +295,7 @@ class Store:
             "update": {"kind": "remove" if remove_ids else "add", "from_version": current.version,
                        "catalog": catalog, "added": report.added, "replaced": report.replaced,
                        "removed": report.removed, "encoded": report.encoded,
-                       "index": "rebuilt" if removing else "grown"},
+                       "index": how},
             "build": {"tool_versions": tool_versions(), "encode_seconds": round(encode_seconds, 3),
                       "index_seconds": round(time.perf_counter() - started, 3)},
         }

@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 import edgerec.bundle
+import edgerec.store
 from bundle_damage import REPO, child_env
 from edgerec import Recommender
 from edgerec.bundle import open_bundle
@@ -184,9 +185,36 @@ def test_remove_drops_items_and_renumbers_labels(home: Path) -> None:
     for item_id in ("item-001", "item-051", "item-119"):
         assert np.array_equal(after.index.vectors([after.items.labels[item_id]]),
                               before.index.vectors([before.items.labels[item_id]]))
-    assert after.bundle.manifest.provenance["update"]["index"] == "rebuilt"  # labels moved
+    # 2 of 120 is under PRUNE_LIMIT: the graph was rewritten without them, not built again.
+    assert after.bundle.manifest.provenance["update"]["index"] == "pruned"
     with pytest.raises(UnknownItemError):
         after.similar("item-000")
+    vectors = after.index.vectors(range(len(after)))
+    assert [int(after.index.search(v, 1)[0][0]) for v in vectors] == list(range(len(after)))
+    assert leftovers(home) == []
+
+
+def test_a_full_disk_while_pruning_is_a_clear_error_and_changes_nothing(home: Path, monkeypatch) -> None:
+    def full(source, spec, remove, out):
+        Path(out).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(edgerec.store, "prune_index_file", full)
+    with pytest.raises(WriteError, match="No space left"):
+        Store(home).remove(["item-003"])
+    assert Store(home).versions() == ["v000001"] and leftovers(home) == []
+    assert "item-003" in Recommender.load(home, threads=1).items.labels
+
+
+def test_removing_many_items_builds_the_graph_again(home: Path) -> None:
+    before = Recommender.load(home, threads=1)
+    gone = [f"item-{i:03d}" for i in range(0, 120, 10)]  # 12 of 120: over PRUNE_LIMIT
+    Store(home).remove(gone, threads=1)
+    after = Recommender.load(home, threads=1)
+    assert after.bundle.manifest.provenance["update"]["index"] == "rebuilt"
+    assert [r["id"] for r in after.items.records] == [r["id"] for r in before.items.records if r["id"] not in gone]
+    assert np.array_equal(after.index.vectors([after.items.labels["item-119"]]),
+                          before.index.vectors([before.items.labels["item-119"]]))
 
 
 @pytest.mark.parametrize(("ids", "error"), [(["item-001", "no-such-item"], UnknownItemError),
