@@ -99,7 +99,7 @@ def build_bundle(
     Catalogue files go through ``build_from_catalog``, which never holds all records.
     """
     table = ItemTable.from_records(list(records), id_field)
-    item_texts(table, text_fields)  # refuses items without text before anything is written
+    item_texts(table.records, text_fields, table.id_field)  # refuses items without text before anything is written
     with BundleWriter(out, overwrite=overwrite) as writer:
         return write_streamed_bundle(
             writer, iter(table.records), count=len(table), columns=table.columns(), id_field=id_field,
@@ -229,10 +229,10 @@ def write_index(writer: BundleWriter, index: ItemIndex) -> None:
         scratch.unlink(missing_ok=True)
 
 
-def item_texts(table: ItemTable, text_fields: Sequence[str]) -> list[str]:
-    """Each item's encoder text; an item with no text in any of the fields is refused."""
-    texts = [item_text(record, text_fields) for record in table.records]
-    empty = [record[table.id_field] for record, text in zip(table.records, texts) if not text]
+def item_texts(records: Sequence[Mapping[str, Any]], text_fields: Sequence[str], id_field: str) -> list[str]:
+    """Each record's encoder text; a record with no text in any of the fields is refused."""
+    texts = [item_text(record, text_fields) for record in records]
+    empty = [record[id_field] for record, text in zip(records, texts) if not text]
     if empty:
         raise _no_text_error(len(empty), text_fields, empty[0])
     return texts

@@ -248,20 +248,27 @@ class Store:
         incoming = {record[id_field]: record for record in records}
         added = [r for item_id, r in incoming.items() if item_id not in old_table.labels]
         # Old items keep their order (replaced ones in place); new ones follow in catalogue order.
-        merged = [incoming.get(r[id_field], r) for r in old_table.records if r[id_field] not in removing] + added
+        # A stored vector is reused when the item's text is still the one it was encoded from. Each
+        # old record is parsed once here: a million of them take seconds.
+        merged: list[Mapping[str, Any]] = []
+        reuse: list[int | None] = []
+        for label, old in enumerate(old_table.records):
+            item_id = old[id_field]
+            if item_id in removing:
+                continue
+            new = incoming.get(item_id)
+            merged.append(old if new is None else new)
+            unchanged = new is None or item_text(old, text_fields) == item_text(new, text_fields)
+            reuse.append(label if unchanged else None)
+        merged += added
+        reuse += [None] * len(added)
         if not merged:
             raise CatalogError("the update would leave no items; a bundle needs at least one")
         table = ItemTable.from_records(merged, id_field)
-        texts = item_texts(table, text_fields)
-        # A stored vector is reused when the item's text is still the one it was encoded from.
-        reuse: list[int | None] = []
-        for record, text in zip(table.records, texts):
-            label = old_table.labels.get(record[id_field])
-            unchanged = label is not None and item_text(old_table.records[label], text_fields) == text
-            reuse.append(label if unchanged else None)
         started = time.perf_counter()
         changed = [i for i, label in enumerate(reuse) if label is None]
-        vectors = _encode(current, [texts[i] for i in changed], threads=threads, progress=progress)
+        texts = item_texts([merged[i] for i in changed], text_fields, id_field)  # old items had text
+        vectors = _encode(current, texts, threads=threads, progress=progress)
         encode_seconds = time.perf_counter() - started
         started = time.perf_counter()
         # Labels are item rows. Removing a few items rewrites the graph without them (edgerec.prune);
