@@ -77,3 +77,27 @@ def test_removing_every_item_is_refused(index_file, tmp_path):
     path, index, vectors = index_file
     with pytest.raises(ValueError, match="every item"):
         prune_index_file(path, index.spec, np.arange(len(vectors)), tmp_path / "pruned.hnsw")
+
+
+def test_removing_the_whole_top_level_lowers_the_graph(index_file, tmp_path):
+    from edgerec.index import _open_index, _read_layout
+
+    path, index, vectors = index_file
+    with _open_index(path) as handle:
+        before, levels, _, _ = _read_layout(path, handle, index.spec)
+    labels = validate_index_file(path, index.spec)
+    top = labels[levels == before.max_level].astype(np.int64)
+    spec = prune_index_file(path, index.spec, top, tmp_path / "pruned.hnsw")
+    after = header(tmp_path / "pruned.hnsw")
+    assert after.max_level < before.max_level
+    kept = np.delete(vectors, np.sort(top), axis=0)
+    pruned = ItemIndex.load(tmp_path / "pruned.hnsw", spec)
+    assert [int(pruned.search(v, 1)[0][0]) for v in kept[:300]] == list(range(300))
+
+
+def test_one_item_can_be_left(index_file, tmp_path):
+    path, index, vectors = index_file
+    spec = prune_index_file(path, index.spec, np.arange(1, len(vectors)), tmp_path / "pruned.hnsw")
+    pruned = ItemIndex.load(tmp_path / "pruned.hnsw", spec)
+    assert spec.count == 1 and np.array_equal(pruned.vectors([0]), vectors[:1])
+    assert list(pruned.search(vectors[5], 1)[0]) == [0]
