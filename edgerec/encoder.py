@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import BundleError, EmptyQueryError, ProviderError
+from .errors import BundleError, EmptyQueryError, ProviderError, one_line
 from .manifest import EncoderSpec
 from .pooling import POOLERS, l2_normalize
 
@@ -104,8 +104,8 @@ def make_session(model_path: Path, *, threads: int | None = None, device: str = 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
-    except Exception as exc:  # ORT raises its own untyped errors
-        raise BundleError(f"{model_path}: ONNX Runtime cannot load the encoder ({exc})") from None
+    except Exception as exc:  # ORT raises its own untyped errors, over several lines in some versions
+        raise BundleError(f"{model_path}: ONNX Runtime cannot load the encoder ({one_line(exc)})") from None
 
 
 def load_tokenizer(path: Path, spec: EncoderSpec):  # -> tokenizers.Tokenizer
@@ -116,7 +116,7 @@ def load_tokenizer(path: Path, spec: EncoderSpec):  # -> tokenizers.Tokenizer
     except BaseException as exc:  # the Rust side can panic; never let that escape as-is
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        raise BundleError(f"{path}: not a usable tokenizer ({exc})") from None
+        raise BundleError(f"{path}: not a usable tokenizer ({one_line(exc)})") from None
     if tokenizer.get_vocab_size() > spec.vocab_size:
         raise BundleError(
             f"{path}: tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "

@@ -66,3 +66,10 @@ class StoreBusyError(EdgerecError):
     """Another process is writing to the same bundle home; only one writer at a time."""
 
     exit_code = 5
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A native library's error message as one line (some ONNX Runtime versions span several):
+    errors reach the user as one line on stderr."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

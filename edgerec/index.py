@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, NoReturn
 
 import numpy as np
 
-from .errors import BundleError, InputError
+from .errors import BundleError, InputError, one_line
 from .manifest import IndexSpec
 
 DEFAULT_M = 16
@@ -276,7 +276,7 @@ class ItemIndex:
         try:
             native.load_index(str(path), max_elements=max(spec.count, room_for or 0))
         except Exception as exc:
-            raise BundleError(f"{path}: hnswlib cannot load the index ({exc})") from None
+            raise BundleError(f"{path}: hnswlib cannot load the index ({one_line(exc)})") from None
         index = cls(native, spec)
         index._stored = StoredVectors(path, spec, row_labels)
         return index
