@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import BundleError, EmptyQueryError, ProviderError, one_line
 from .manifest import EncoderSpec
+from .onnx_scan import check_self_contained
 from .pooling import POOLERS, l2_normalize
 
 # Texts are cut to this many UTF-8 bytes before tokenizing: the model reads at
@@ -102,6 +103,7 @@ def make_session(model_path: Path, *, threads: int | None = None, device: str = 
     # Idle pool threads sleep instead of spinning: inside someone else's app an
     # encoder must not burn the cores it is not using between queries.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    check_self_contained(model_path)  # ONNX Runtime must not be led to read files outside the bundle
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own untyped errors, over several lines in some versions
