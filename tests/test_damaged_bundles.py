@@ -427,6 +427,16 @@ def _items_line(line: bytes) -> Damage:
     return damage
 
 
+def _external_data(root: Path, _: Sources) -> None:
+    """The same encoder with its weights moved to a file beside it (hard-linked, as an attack would)."""
+    import onnx
+
+    model = onnx.load(str(root / "encoder.onnx"))
+    onnx.save(model, str(root / "encoder.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    os.link(root / "weights.bin", root.parent / f"{root.name}-weights-elsewhere.bin")
+
+
 def rehashed_content_cases() -> list[Case]:
     cases = []
     for name in ("encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl"):
@@ -440,6 +450,7 @@ def rehashed_content_cases() -> list[Case]:
         ]
     items = Expect(names=("items.jsonl",))
     return cases + [
+        Case("rehashed-encoder-external-data", _rehashed(_external_data), Expect(names=("encoder.onnx",))),
         Case("rehashed-tokenizer-model-null", _rehashed(_replace("tokenizer.json", b'{"model": null}')),
              Expect(names=("tokenizer.json",))),
         Case("rehashed-items-not-utf8", _items_line(b'{"id": "item-007", "title": "\xff"}\n'), items),
