@@ -6,8 +6,8 @@ file is rewritten: removed elements are dropped, links to them are cut, the
 kept elements are renumbered in order and relabelled with their new rows. A
 neighbour that loses a link keeps the rest of its list; hnswlib's own
 deletion (a mark, with the element still in the graph) costs the same links
-at search time. Cut links add up, so the store rebuilds instead once an
-update removes more than PRUNE_LIMIT of the items.
+at search time. Cut links add up, so the store builds the graph again once
+the items pruned since its last build pass PRUNE_LIMIT of the items.
 
 The source file is validated first (edgerec.index) and the result is an
 ordinary index file, which is validated again when it is loaded.
@@ -23,7 +23,7 @@ import numpy as np
 from .index import _CHECK_BLOCK, _HEADER, _open_index, _read_layout, validate_index_file
 from .manifest import IndexSpec
 
-# Above this share of the items removed in one update, the graph is built again.
+# Past this share of the items pruned since the graph was built, it is built again.
 PRUNE_LIMIT = 0.05
 _COUNT_MASK = 0xFFFF  # low 16 bits of a link list's first word: its length
 

@@ -272,10 +272,14 @@ class Store:
         encode_seconds = time.perf_counter() - started
         started = time.perf_counter()
         # Labels are item rows. Removing a few items rewrites the graph without them (edgerec.prune);
-        # removing many builds it again, because every cut link costs the graph a little.
+        # once the items pruned since the graph was last built pass PRUNE_LIMIT, it is built again,
+        # because every cut link costs the graph a little.
         how = "grown"
-        if len(removing) > PRUNE_LIMIT * manifest.index.count:
-            how = "rebuilt"
+        last = manifest.provenance.get("update")
+        pruned_before = last.get("pruned_since_build", 0) if isinstance(last, dict) else 0
+        pruned = (pruned_before if type(pruned_before) is int and pruned_before >= 0 else 0) + len(removing)
+        if removing and pruned > PRUNE_LIMIT * manifest.index.count:
+            how, pruned = "rebuilt", 0
             index = ItemIndex.build(_all_vectors(current, reuse, changed, vectors), m=manifest.index.m,
                                     ef_construction=manifest.index.ef_construction, ef=manifest.index.ef,
                                     threads=threads or 0)
@@ -302,7 +306,7 @@ class Store:
             "update": {"kind": "remove" if remove_ids else "add", "from_version": current.version,
                        "catalog": catalog, "added": report.added, "replaced": report.replaced,
                        "removed": report.removed, "encoded": report.encoded,
-                       "index": how},
+                       "index": how, "pruned_since_build": pruned},
             "build": {"tool_versions": tool_versions(), "encode_seconds": round(encode_seconds, 3),
                       "index_seconds": round(time.perf_counter() - started, 3)},
         }

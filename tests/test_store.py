@@ -206,6 +206,24 @@ def test_a_full_disk_while_pruning_is_a_clear_error_and_changes_nothing(home: Pa
     assert "item-003" in Recommender.load(home, threads=1).items.labels
 
 
+def test_small_removes_add_up_to_a_rebuild(home: Path, tmp_path: Path) -> None:
+    """Cut links accumulate, so what was pruned since the last build counts, not just this update."""
+    store, seen = Store(home), []
+    new_item = tmp_path / "new.jsonl"
+    new_item.write_text(json.dumps(dict(Recommender.load(home).items.records[4], id="item-new")) + "\n")
+
+    def step(update: Callable[[], object]) -> None:
+        update()
+        last = Recommender.load(home, threads=1).bundle.manifest.provenance["update"]
+        seen.append((last["index"], last["pruned_since_build"]))
+
+    step(lambda: store.remove(["item-010", "item-011"], threads=1))
+    step(lambda: store.add(new_item, threads=1))  # adding cuts no links: the count carries on
+    step(lambda: store.remove(["item-020", "item-021"], threads=1))
+    step(lambda: store.remove(["item-030", "item-031"], threads=1))  # 6 > 5% of 117
+    assert seen == [("pruned", 2), ("grown", 2), ("pruned", 4), ("rebuilt", 0)]
+
+
 def test_removing_many_items_builds_the_graph_again(home: Path) -> None:
     before = Recommender.load(home, threads=1)
     gone = [f"item-{i:03d}" for i in range(0, 120, 10)]  # 12 of 120: over PRUNE_LIMIT
