@@ -25,7 +25,8 @@ from . import __version__
 from .bundle import Bundle, BundleWriter, open_bundle
 from .encoder import TextEncoder
 from .errors import BundleError, CatalogError, WriteError
-from .index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex, check_index_layout
+from .index import (DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, IndexFile, ItemIndex, check_index_layout,
+                    validate_index_file)
 from .items import CatalogFile, ItemTable, item_text, jsonl_bytes, survey_catalog, text_fields_among
 from .manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
 
@@ -184,7 +185,7 @@ def write_bundle_files(
     writer: BundleWriter,
     *,
     table: ItemTable,
-    index: ItemIndex,
+    index: ItemIndex | IndexFile,
     model: ModelFiles,
     text_fields: Sequence[str],
     user: UserSpec,
@@ -204,8 +205,10 @@ def write_bundle_files(
                          provenance=provenance)
 
 
-def write_index(writer: BundleWriter, index: ItemIndex) -> None:
+def write_index(writer: BundleWriter, index: ItemIndex | IndexFile) -> None:
     """Write the index file through ``writer``, dropping ``index``'s graph on the way.
+
+    An ``IndexFile`` is checked whole (as a load would) and copied in as it is.
 
     hnswlib saves straight from its memory to a scratch file in the staging
     directory: ``ItemIndex.serialized`` would first copy the whole graph (as
@@ -214,6 +217,10 @@ def write_index(writer: BundleWriter, index: ItemIndex) -> None:
     write fails it), then the writer copies it in with os.write, hashing,
     fsyncing and reading it back like every file.
     """
+    if isinstance(index, IndexFile):
+        validate_index_file(index.path, index.spec)
+        writer.copy_in("index", index.path)
+        return
     scratch = writer.scratch_path("index")
     spec = index.spec
     try:

@@ -256,6 +256,15 @@ class StoredVectors:
         return gathered.view("<f4").astype(np.float32, copy=False)
 
 
+@dataclass(frozen=True)
+class IndexFile:
+    """An index already written in hnswlib's file format (edgerec.prune writes one), to go into a
+    bundle as it is, without loading it into hnswlib and saving it again."""
+
+    path: Path
+    spec: IndexSpec
+
+
 class ItemIndex:
     """Nearest-neighbour search over unit item vectors (inner-product space)."""
 

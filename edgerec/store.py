@@ -53,7 +53,7 @@ from .bundle import (
 )
 from .errors import BundleError, CatalogError, InputError, ManifestError, StoreBusyError, UnknownItemError
 from .faults import fault_point
-from .index import ItemIndex, StoredVectors, validate_index_file
+from .index import IndexFile, ItemIndex, StoredVectors, validate_index_file
 from .items import ItemTable, read_catalog
 from .manifest import MANIFEST_NAME
 from .prune import PRUNE_LIMIT, prune_index_file
@@ -295,8 +295,11 @@ class Store:
                     spec = prune_index_file(current.path("index"), manifest.index, rows, source)
                 except OSError as exc:
                     raise write_error(Path(exc.filename or self.home), exc) from None
-            index = ItemIndex.load(source, spec, room_for=len(table))
-            index.upsert(vectors, np.asarray(changed, dtype=np.int64), threads=threads or 0)
+            if removing and not changed:  # nothing to link in: the pruned file is the new index as it is
+                index = IndexFile(source, spec)
+            else:
+                index = ItemIndex.load(source, spec, room_for=len(table))
+                index.upsert(vectors, np.asarray(changed, dtype=np.int64), threads=threads or 0)
         report = UpdateReport(
             version=self._next_version(), previous=current.version, count=len(table), added=len(added),
             replaced=len(incoming) - len(added), removed=len(removing), encoded=reuse.count(None),
