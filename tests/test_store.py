@@ -206,6 +206,17 @@ def test_a_full_disk_while_pruning_is_a_clear_error_and_changes_nothing(home: Pa
     assert "item-003" in Recommender.load(home, threads=1).items.labels
 
 
+def test_a_pruning_remove_never_loads_the_graph(home: Path, monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pruned file should be copied in, not loaded into hnswlib")
+
+    monkeypatch.setattr(edgerec.store.ItemIndex, "load", refuse)
+    Store(home).remove(["item-040"], threads=1)
+    monkeypatch.undo()
+    after = Recommender.load(home, threads=1)
+    assert after.bundle.manifest.provenance["update"]["index"] == "pruned" and "item-040" not in after.items.labels
+
+
 def test_small_removes_add_up_to_a_rebuild(home: Path, tmp_path: Path) -> None:
     """Cut links accumulate, so what was pruned since the last build counts, not just this update."""
     store, seen = Store(home), []
