@@ -70,8 +70,8 @@ DEFAULT_THREADS = 1
 class Recommender:
     """Recommendations from one bundle. Build it with ``Recommender.load``."""
 
-    # (threads, device) the encoder was made with: reload() makes a new one the same way.
-    _load_options: tuple[int | None, str] = (DEFAULT_THREADS, "cpu")
+    # (threads, device, ef) it was loaded with: reload() loads the new version the same way.
+    _load_options: tuple[int | None, str, int | None] = (DEFAULT_THREADS, "cpu", None)
 
     def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable) -> None:
         self.bundle = bundle

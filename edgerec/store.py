@@ -271,35 +271,32 @@ class Store:
         vectors = _encode(current, texts, threads=threads, progress=progress)
         encode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        # Labels are item rows. Removing a few items rewrites the graph without them (edgerec.prune);
+        # Labels are item rows. A remove rewrites the graph without the removed items (edgerec.prune);
         # once the items pruned since the graph was last built pass PRUNE_LIMIT, it is built again,
         # because every cut link costs the graph a little.
-        how = "grown"
         last = manifest.provenance.get("update")
         pruned_before = last.get("pruned_since_build", 0) if isinstance(last, dict) else 0
         pruned = (pruned_before if type(pruned_before) is int and pruned_before >= 0 else 0) + len(removing)
-        if removing and pruned > PRUNE_LIMIT * manifest.index.count:
+        index: ItemIndex | IndexFile
+        if removing and (changed or pruned > PRUNE_LIMIT * manifest.index.count):
             how, pruned = "rebuilt", 0
             index = ItemIndex.build(_all_vectors(current, reuse, changed, vectors), m=manifest.index.m,
                                     ef_construction=manifest.index.ef_construction, ef=manifest.index.ef,
                                     threads=threads or 0)
-        else:  # old items keep their order: only changed and new items go into the current graph
-            source, spec = current.path("index"), manifest.index
-            if removing:
-                how = "pruned"
-                rows = np.asarray([old_table.labels[item_id] for item_id in removing], dtype=np.int64)
-                try:  # a killed writer's scratch directory is tidied by the next writer (STAGING_MARK)
-                    scratch = Path(tempfile.mkdtemp(prefix=f".prune{STAGING_MARK}", dir=self.home))
-                    stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-                    source = scratch / "index.hnsw"
-                    spec = prune_index_file(current.path("index"), manifest.index, rows, source)
-                except OSError as exc:
-                    raise write_error(Path(exc.filename or self.home), exc) from None
-            if removing and not changed:  # nothing to link in: the pruned file is the new index as it is
-                index = IndexFile(source, spec)
-            else:
-                index = ItemIndex.load(source, spec, room_for=len(table))
-                index.upsert(vectors, np.asarray(changed, dtype=np.int64), threads=threads or 0)
+        elif removing:  # nothing to link in: the pruned file is the new index as it is
+            how = "pruned"
+            rows = np.asarray([old_table.labels[item_id] for item_id in removing], dtype=np.int64)
+            try:  # a killed writer's scratch directory is tidied by the next writer (STAGING_MARK)
+                scratch = Path(tempfile.mkdtemp(prefix=f".prune{STAGING_MARK}", dir=self.home))
+                stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+                spec = prune_index_file(current.path("index"), manifest.index, rows, scratch / "index.hnsw")
+            except OSError as exc:
+                raise write_error(Path(exc.filename or self.home), exc) from None
+            index = IndexFile(scratch / "index.hnsw", spec)
+        else:  # old items keep their rows: only changed and new items go into the current graph
+            how = "grown"
+            index = ItemIndex.load(current.path("index"), manifest.index, room_for=len(table))
+            index.upsert(vectors, np.asarray(changed, dtype=np.int64), threads=threads or 0)
         report = UpdateReport(
             version=self._next_version(), previous=current.version, count=len(table), added=len(added),
             replaced=len(incoming) - len(added), removed=len(removing), encoded=reuse.count(None),

@@ -295,6 +295,14 @@ def test_reload_switches_to_the_current_version_and_reuses_the_encoder(home: Pat
     assert answers(newer) == golden["new"] and answers(rec) == golden["old"]
 
 
+def test_a_recommender_made_from_its_parts_can_reload(home: Path, catalog: Path) -> None:
+    # edgerec bench makes Recommenders this way; they reload with the defaults.
+    loaded = Recommender.load(home)
+    rec = Recommender(loaded.bundle, loaded.encoder, loaded.index, loaded.items)
+    Store(home).add(catalog, threads=1)
+    assert rec.reload().bundle.version == "v000002"
+
+
 def test_readers_during_updates_see_whole_versions_only(home: Path) -> None:
     seen: dict[str, set[tuple]] = {}
     errors: list[BaseException] = []
