@@ -54,13 +54,13 @@ def prune_index_file(source: Path, spec: IndexSpec, remove: np.ndarray, out: Pat
             target.write(_HEADER.pack(*astuple(header)))
             for first in range(0, h.count, _CHECK_BLOCK):
                 rows = min(_CHECK_BLOCK, h.count - first)
+                keep = ~gone[first : first + rows]
                 block = np.frombuffer(handle.read(rows * h.size_per_element), dtype=np.uint8)
-                block = block.reshape(rows, h.size_per_element)[~gone[first : first + rows]].copy()
+                block = block.reshape(rows, h.size_per_element)[keep].copy()
                 words = block.view("<u4")
                 words[:, : 1 + h.max_m0] = _relink(words[:, : 1 + h.max_m0], new_id)
-                labels = block[:, h.label_offset : h.label_offset + 8].copy().view("<u8").ravel()
-                block[:, h.label_offset : h.label_offset + 8] = (
-                    new_label[labels.astype(np.int64)].astype("<u8").view(np.uint8).reshape(-1, 8))
+                labels = new_label[row_labels[first : first + rows][keep]].astype("<u8")
+                block[:, h.label_offset : h.label_offset + 8] = labels.view(np.uint8).reshape(-1, 8)
                 target.write(block.tobytes())
             target.write(_upper_links(h, levels, starts, upper, gone, new_id))
     return replace(spec, count=kept)
