@@ -362,13 +362,20 @@ def history_ids(recommender: Recommender, seed: int) -> list[str]:
 def measure_latency(recommenders: Mapping[int, Recommender], config: BenchConfig) -> list[LatencyRow]:
     any_rec = next(iter(recommenders.values()))
     history = history_ids(any_rec, config.seed)
-    details = {f"query-{name}": f"{len(any_rec.encoder.tokenizer.encode(text).ids)} tokens"
-               for name, text in QUERY_TEXTS.items()}
+    details = {}
+    for name, text in QUERY_TEXTS.items():
+        tokens = len(any_rec.encoder.tokenizer.encode(text).ids)
+        details[f"query-{name}"] = f"{tokens} tokens, answered by the {any_rec.query_route(text)}"
+        if any_rec.facets is not None:  # what routing costs, side by side with the encoder alone
+            details[f"query-{name}-encoder-only"] = f"{tokens} tokens, route=False"
     details["recommend"] = f"{len(history)}-item history"
     calls: dict[str, Callable[[], object]] = {}
     for threads, rec in recommenders.items():
         for name, text in QUERY_TEXTS.items():
             calls[f"query-{name}@{threads}"] = lambda rec=rec, text=text: rec.query(text, k=TOP_K)
+            if rec.facets is not None:
+                calls[f"query-{name}-encoder-only@{threads}"] = (
+                    lambda rec=rec, text=text: rec.query(text, k=TOP_K, route=False))
         calls[f"recommend@{threads}"] = lambda rec=rec: rec.recommend(history, k=TOP_K)
     samples = interleaved_seconds(calls, rounds=config.rounds, warmup=config.warmup, seed=config.seed)
     rows = []

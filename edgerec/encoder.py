@@ -226,6 +226,10 @@ class TextEncoder:
             vector = vector / max(float(np.sqrt(vector @ vector)), 1e-12)
         return vector.astype(np.float32, copy=False)
 
+    def token_ids(self, text: str) -> np.ndarray:
+        """The tokenizer's ids for one text, special tokens included, as the model sees them."""
+        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+
     def model_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's input arrays for one batch of texts (padded to the longest): for calibration and timing."""
         return self._feed(self.tokenizer.encode_batch(list(texts)))[0]

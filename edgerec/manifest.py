@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Mapping
@@ -18,7 +19,9 @@ from typing import Any, Mapping
 from .errors import ManifestError
 
 FORMAT = "edgerec-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1         # what a bundle without facets is written as, so older readers still open it
+FACETS_SCHEMA_VERSION = 2  # facets need a reader that knows them: older ones say "upgrade edgerec"
+READABLE_VERSIONS = (SCHEMA_VERSION, FACETS_SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 
 # Roles every bundle has; the reader refuses a manifest missing one.
@@ -151,6 +154,44 @@ class UserSpec:
 
 
 @dataclass(frozen=True)
+class FacetSpec:
+    """The facets file (edgerec.facets): a query head for descriptive queries, and when to use it.
+
+    The file is little-endian float32, in this order: the head's weights
+    (``vocab_size`` rows of one weight per name), one bias per name, and one
+    unit centroid per name in the index's space (``dim`` floats each).
+    A query goes to the head when the encoder's best score leads its 10th by
+    less than ``max_margin`` and the top item's ``title_field`` holds less than
+    ``min_title_cover`` of the query's words (``stopwords`` left out).
+    """
+
+    names: tuple[str, ...]
+    vocab_size: int
+    dim: int
+    temperature: float
+    max_margin: float
+    min_title_cover: float
+    title_field: str
+    stopwords: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(len(self.names) > 0 and len(set(self.names)) == len(self.names),
+                 f"facets.names must be distinct names, got {list(self.names)!r}")
+        _positive_int(self.vocab_size, "facets.vocab_size")
+        _positive_int(self.dim, "facets.dim")
+        for name, low, high in (("temperature", 1e-3, 100.0), ("max_margin", 0.0, 2.0), ("min_title_cover", 0.0, 1.0)):
+            value = getattr(self, name)
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                     and low <= value <= high, f"facets.{name} must be a number in [{low}, {high}], got {value!r}")
+        _require(isinstance(self.title_field, str) and self.title_field != "",
+                 f"facets.title_field must be a column name, got {self.title_field!r}")
+
+    @property
+    def file_size(self) -> int:
+        return 4 * (self.vocab_size * len(self.names) + len(self.names) + len(self.names) * self.dim)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a reader needs to verify and open a bundle."""
 
@@ -161,14 +202,14 @@ class Manifest:
     items: ItemsSpec
     user: UserSpec = field(default_factory=UserSpec)
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    facets: FacetSpec | None = None
     format: str = FORMAT
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int | None = None  # None: the lowest version that holds this content
 
     def __post_init__(self) -> None:
         _require(self.format == FORMAT, f"format must be {FORMAT!r}, got {self.format!r}")
-        _require(type(self.schema_version) is int and self.schema_version == SCHEMA_VERSION,
-                 f"schema_version {self.schema_version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "
-                 "upgrade edgerec or rebuild the bundle")
+        if self.schema_version is not None:
+            _check_version(self.schema_version)
         missing = [role for role in REQUIRED_FILES if role not in self.files]
         _require(not missing, f"files lacks {missing}")
         paths = [entry.path for entry in self.files.values()]
@@ -178,6 +219,25 @@ class Manifest:
                  f"encoder.dim {self.encoder.dim} differs from index.dim {self.index.dim}")
         _require(self.items.count == self.index.count,
                  f"items.count {self.items.count} differs from index.count {self.index.count}")
+        _require(("facets" in self.files) == (self.facets is not None),
+                 "files.facets and the facets section come together; one is missing")
+        if self.facets is not None:
+            _require(self.facets.dim == self.encoder.dim,
+                     f"facets.dim {self.facets.dim} differs from encoder.dim {self.encoder.dim}")
+            _require(self.facets.vocab_size == self.encoder.vocab_size,
+                     f"facets.vocab_size {self.facets.vocab_size} differs from encoder.vocab_size "
+                     f"{self.encoder.vocab_size}")
+            _require(self.facets.title_field in self.items.columns,
+                     f"facets.title_field {self.facets.title_field!r} is not among items.columns")
+            _require(self.files["facets"].size == self.facets.file_size,
+                     f"files.facets is {self.files['facets'].size} bytes; the facets section needs "
+                     f"{self.facets.file_size}")
+        needed = SCHEMA_VERSION if self.facets is None else FACETS_SCHEMA_VERSION
+        if self.schema_version is None:
+            object.__setattr__(self, "schema_version", needed)
+        _require(self.schema_version == needed,
+                 f"schema_version {self.schema_version} does not fit the content: a bundle "
+                 f"{'with' if self.facets else 'without'} facets is version {needed}; rebuild the bundle")
 
     # -- one writer -------------------------------------------------------
     def to_json(self) -> str:
@@ -192,6 +252,8 @@ class Manifest:
             "user": asdict(self.user),
             "provenance": dict(self.provenance),
         }
+        if self.facets is not None:  # absent, not null: a bundle without facets stays readable by version-1 readers
+            body["facets"] = asdict(self.facets)
         body["checksum"] = _checksum(body)
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
@@ -205,7 +267,7 @@ class Manifest:
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
         keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance",
-                "checksum"}
+                "facets", "checksum"}
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
         if "checksum" in raw:
@@ -215,10 +277,7 @@ class Manifest:
             if stated != _checksum(raw):
                 raise ManifestError("manifest.json: its checksum does not match its content (damaged or "
                                     "edited by hand); rebuild or re-copy the bundle")
-        version = raw.get("schema_version")
-        _require(type(version) is int and version == SCHEMA_VERSION,
-                 f"schema_version {version!r} is not supported (this edgerec reads {SCHEMA_VERSION}); "
-                 "upgrade edgerec or rebuild the bundle")
+        _check_version(raw.get("schema_version"))
         try:
             files = raw["files"]
             _require(isinstance(files, dict), "files must be an object")
@@ -230,11 +289,20 @@ class Manifest:
                 items=_build(ItemsSpec, raw["items"], "items", tuples=("text_fields", "columns")),
                 user=_build(UserSpec, raw.get("user", {}), "user"),
                 provenance=_obj(raw.get("provenance", {}), "provenance"),
+                facets=(_build(FacetSpec, raw["facets"], "facets", tuples=("names", "stopwords"))
+                        if "facets" in raw else None),
+                schema_version=raw["schema_version"],
             )
         except KeyError as exc:
             raise ManifestError(f"manifest.json: missing field {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ManifestError(f"manifest.json: {exc}") from None
+
+
+def _check_version(version: Any) -> None:
+    _require(type(version) is int and version in READABLE_VERSIONS,
+             f"schema_version {version!r} is not supported (this edgerec reads "
+             f"{' and '.join(map(str, READABLE_VERSIONS))}); upgrade edgerec or rebuild the bundle")
 
 
 def _str(value: Any, name: str) -> str:

