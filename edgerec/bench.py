@@ -308,7 +308,7 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
     for threads in settings[1:]:
         encoder = TextEncoder(first.bundle.path("encoder"), first.bundle.path("tokenizer"),
                               first.bundle.manifest.encoder, threads=threads)
-        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items)
+        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items, first.facets)
     manifest = first.bundle.manifest
     notes = []
 
@@ -365,7 +365,7 @@ def measure_latency(recommenders: Mapping[int, Recommender], config: BenchConfig
     details = {}
     for name, text in QUERY_TEXTS.items():
         tokens = len(any_rec.encoder.tokenizer.encode(text).ids)
-        details[f"query-{name}"] = f"{tokens} tokens, answered by the {any_rec.query_route(text)}"
+        details[f"query-{name}"] = f"{tokens} tokens, read by the {any_rec.query_route(text)}"
         if any_rec.facets is not None:  # what routing costs, side by side with the encoder alone
             details[f"query-{name}-encoder-only"] = f"{tokens} tokens, route=False"
     details["recommend"] = f"{len(history)}-item history"
@@ -468,11 +468,11 @@ def format_report(report: BenchReport) -> list[str]:
         f"max {cold['max_s'] * 1e3:.0f})",
         f"peak memory  {memory['median_mb']:.0f} MB median peak RSS of those processes (max {memory['max_mb']:.0f})",
         "",
-        f"{'latency, ms':<18}{'input':<18}{'threads':>8}{'p50':>9}{'p95':>9}{'p99':>9}{'calls':>7}",
+        f"{'latency, ms':<28}{'input':<40}{'threads':>8}{'p50':>9}{'p95':>9}{'p99':>9}{'calls':>7}",
     ]
     for row in report.latency:
         t = row.timing
-        lines.append(f"{row.workload:<18}{row.detail:<18}{row.threads:>8}{t.p50_ms:>9.3f}{t.p95_ms:>9.3f}"
+        lines.append(f"{row.workload:<28}{row.detail:<40}{row.threads:>8}{t.p50_ms:>9.3f}{t.p95_ms:>9.3f}"
                      f"{t.p99_ms:>9.3f}{t.samples:>7}")
     lines.append("")
     for row in report.throughput:

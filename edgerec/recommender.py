@@ -173,12 +173,12 @@ class Recommender:
         if not isinstance(route, bool):
             raise TypeError(f"route must be a bool, got {type(route).__name__}")
         text = clean_text(text)
-        vector = self.encoder.encode_one(text)
+        vector, token_ids = self.encoder.encode_one_with_ids(text)
         if not route or self.facets is None:
             return self._results(*self.index.search(vector, k))
         labels, scores = self.index.search(vector, min(max(k, ROUTE_PROBE), len(self.items)))
         if self._routes(text, labels, scores):
-            return self._results(*self.index.search(self.facets.vector(self.encoder.token_ids(text)), k))
+            return self._results(*self.index.search(self.facets.vector(token_ids), k))
         return self._results(labels[:k], scores[:k])
 
     def query_route(self, text: str) -> str:

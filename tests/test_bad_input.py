@@ -189,8 +189,9 @@ def test_lone_surrogates_become_the_replacement_character():
 
 def test_a_10_mb_text_costs_what_its_first_32_kib_costs(tiny_recommender, monkeypatch):
     seen: list[int] = []
-    encode_one = tiny_recommender.encoder.encode_one
-    monkeypatch.setattr(tiny_recommender.encoder, "encode_one", lambda text: seen.append(len(text)) or encode_one(text))
+    encode_one = tiny_recommender.encoder.encode_one_with_ids
+    monkeypatch.setattr(tiny_recommender.encoder, "encode_one_with_ids",
+                        lambda text: seen.append(len(text)) or encode_one(text))
     started = time.perf_counter()
     huge = tiny_recommender.query(TEN_MB, k=5)
     elapsed = time.perf_counter() - started
@@ -222,6 +223,7 @@ def test_empty_text_never_reaches_the_tokenizer_or_the_model(tiny_recommender, m
         raise AssertionError("the encoder was called for an empty text")
 
     monkeypatch.setattr(tiny_recommender.encoder, "encode_one", refuse)
+    monkeypatch.setattr(tiny_recommender.encoder, "encode_one_with_ids", refuse)
     with pytest.raises(EmptyQueryError):
         tiny_recommender.query(text)
 
