@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         with StageProgress() as progress:
             if args.stage == "all":
                 run_all(teacher, records, split, config, progress=progress, resume=args.resume)
-                stage_facets(records, split.popularity(), config.out, config.work, progress=progress)
+                stage_facets(records, split.popularity(), config.out, config.work, notice=config.notice,
+                             progress=progress)
                 write_golden(student_facts(config), args.golden)
             elif args.stage == "facets":
-                stage_facets(records, split.popularity(), config.out, config.work, progress=progress)
+                stage_facets(records, split.popularity(), config.out, config.work, notice=config.notice,
+                             progress=progress)
             elif args.stage == "golden":
                 write_golden(student_facts(config), args.golden)
             elif args.stage == "finetune":

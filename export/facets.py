@@ -164,15 +164,19 @@ def facets_file(weights: np.ndarray, bias: np.ndarray, centroids: np.ndarray) ->
     return b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in (weights, bias, centroids))
 
 
-def write_with_facets(source: Any, out: Path, data: bytes, spec: Any, provenance: dict[str, Any]) -> Any:
-    """A copy of bundle ``source`` (its files unchanged) with the facets file and section; replaces ``out``."""
+def write_with_facets(source: Any, out: Path, data: bytes, spec: Any, provenance: dict[str, Any],
+                      notice: Path | None = None) -> Any:
+    """A copy of bundle ``source`` (its files unchanged, but the NOTICE when ``notice`` is given) with the
+    facets file and section; replaces ``out``."""
     from edgerec.bundle import BundleWriter
 
     manifest = source.manifest
     with BundleWriter(out, overwrite=True) as writer:
         for role, entry in manifest.files.items():
-            if role != "facets":
+            if role not in ("facets", "notice") or (role == "notice" and notice is None):
                 writer.copy_in(role, source.path(role), sha256=entry.sha256)
+        if notice is not None:
+            writer.copy_in("notice", notice)
         writer.write("facets", [data])
         return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
                              items=manifest.items, user=manifest.user, provenance=provenance, facets=spec)
@@ -212,9 +216,11 @@ def measure(rec: Any, mpnet_scores: np.ndarray, records: Sequence[dict]) -> dict
 
 
 def stage_facets(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Path, work: Path,
-                 config: FacetConfig = FacetConfig(), progress: Any = None) -> dict[str, Any]:
-    """Add facets to the bundle at ``bundle_dir`` (its other files stay as they are), with figures
-    measured on the rewritten bundle in its provenance. ``popularity``: training ratings per record."""
+                 config: FacetConfig = FacetConfig(), notice: Path | None = None,
+                 progress: Any = None) -> dict[str, Any]:
+    """Add facets to the bundle at ``bundle_dir`` (its other files stay as they are; ``notice``, if
+    given, replaces its NOTICE), with figures measured on the rewritten bundle in its provenance.
+    ``popularity``: training ratings per record."""
     from edgerec import Recommender
     from edgerec.bundle import open_bundle
     from edgerec.facets import QueryFacets
@@ -260,7 +266,7 @@ def stage_facets(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Pa
         **{k: v for k, v in figures.items() if k != "queries"},
     }
     provenance = {**source.manifest.provenance, "facets": report}
-    write_with_facets(source, bundle_dir, data, spec, provenance)
+    write_with_facets(source, bundle_dir, data, spec, provenance, notice=notice)
     (work / "facets.json").write_text(json.dumps({**report, "queries": figures["queries"]}, indent=2) + "\n")
     overlap = figures["overlap_at_10_with_mpnet_reading"]
     print(f"[facets] held-out queries sent to the head: {figures['sent_to_head']}/{figures['held_out_queries']}; "

@@ -217,3 +217,44 @@ def test_cli_encoder_only_and_info(facets_bundle: Path) -> None:
     assert routed.output != plain.output
     info = runner.invoke(main, ["info", "--bundle", str(facets_bundle)])
     assert info.exit_code == 0 and "facets      8 (Action" in info.output
+
+
+def _fake_reader_vectors(texts, model_dir, cache, progress=None) -> np.ndarray:
+    """A stand-in for mpnet: each word a fixed random direction, a text the unit sum of its words."""
+    import zlib
+
+    rows = []
+    for text in texts:
+        total = np.zeros(16)
+        for word in re.findall(r"[a-z']+", text.lower()):
+            total += np.random.default_rng(zlib.crc32(word.encode())).standard_normal(16)
+        rows.append(total / max(np.linalg.norm(total), 1e-9))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def test_the_facets_stage_adds_a_measured_head_and_changes_no_other_file(tiny_export, tmp_path, monkeypatch):
+    import shutil
+
+    import export.facets as stage
+    from conftest import WORDS
+    from export.sources import QUERY_TEXTS, TeacherFacts
+
+    _, config, records = tiny_export
+    bundle = tmp_path / "bundle"
+    shutil.copytree(config.out, bundle)
+    monkeypatch.setattr(stage, "english_words", lambda count: [w for w in WORDS if len(w) > 2][:count])
+    monkeypatch.setattr(stage, "mpnet_reader", lambda work: TeacherFacts(work, "fake reader", 32, "mean", True))
+    monkeypatch.setattr(stage, "read_with_mpnet", _fake_reader_vectors)
+    notice = tmp_path / "NOTICE"
+    notice.write_text("test notice\n")
+    small = FacetConfig(single_words=60, composed=300, composed_vocabulary=40, epochs=5)
+    report = stage.stage_facets(records, np.arange(len(records)) % 5, bundle, tmp_path / "work", small,
+                                notice=notice)
+    before, after = open_bundle(config.out).manifest, open_bundle(bundle)
+    assert {r: e for r, e in after.manifest.files.items() if r not in ("facets", "notice")} == {
+        r: e for r, e in before.files.items() if r != "notice"}
+    assert after.path("notice").read_text() == "test notice\n"
+    assert after.manifest.facets.names == tuple(g for g in stage.GENRE_WORDS if g in GENRES)
+    assert after.manifest.provenance["facets"] == report and report["held_out_queries"] == len(QUERY_TEXTS)
+    assert report["titles"] == len(records) and 0 <= report["title_at_1"]["routed"] <= 1
+    assert Recommender.load(bundle).query("a haunted ghost house", k=3)
