@@ -200,8 +200,9 @@ def write_bundle_files(
     a few items change in the same vector space; a new catalogue (``edgerec build``) starts without.
     """
     model.copy_into(writer)
-    facets = facets_from.manifest.facets if facets_from is not None else None
-    if facets is not None:
+    facets = None
+    if facets_from is not None and facets_from.manifest.facets is not None:
+        facets = facets_from.manifest.facets
         writer.copy_in("facets", facets_from.path("facets"), sha256=facets_from.manifest.files["facets"].sha256)
     spec = index.spec
     write_index(writer, index)

@@ -137,11 +137,10 @@ def fit_head(token_ids: Sequence[np.ndarray], goal: np.ndarray, vocab_size: int,
             if progress is not None:
                 progress("facet head", done, steps)
     with torch.no_grad():
-        fit = {"train_mse": float(torch.nn.functional.mse_loss(predict(train), target[train])),
-               "held_out_mse": float(torch.nn.functional.mse_loss(predict(held), target[held])),
-               "goal_variance": float(target.var()), "texts": len(token_ids)}
-        return head.weight.numpy().copy(), bias.detach().numpy().copy(), {k: round(v, 4) if isinstance(v, float) else v
-                                                                          for k, v in fit.items()}
+        report = {"train_mse": round(float(torch.nn.functional.mse_loss(predict(train), target[train])), 4),
+                  "held_out_mse": round(float(torch.nn.functional.mse_loss(predict(held), target[held])), 4),
+                  "goal_variance": round(float(target.var()), 4), "texts": len(token_ids)}
+    return head.weight.detach().numpy().copy(), bias.detach().numpy().copy(), report
 
 
 def genre_centroids(vectors: np.ndarray, records: Sequence[dict], popularity: np.ndarray,

@@ -93,13 +93,17 @@ def test_encoder_only_and_route_false_agree(facets_rec: Recommender, tiny_recomm
 
 
 def test_a_title_stays_with_the_encoder(facets_rec: Recommender) -> None:
-    # Whatever the margin, a query whose words the top title holds is the encoder's.
-    for record in facets_rec.items.records[:40]:
+    # Whatever the margin (this bundle's max_margin lets every margin through), a query whose
+    # words the top title holds is the encoder's.
+    checked = 0
+    for record in facets_rec.items.records:
         top = facets_rec.query(record["title"], k=1, route=False)[0]
         words = content_words(record["title"], frozenset(STOPWORDS))
         if words and words <= content_words(top.title, frozenset(STOPWORDS)):
+            checked += 1
             assert facets_rec.query_route(record["title"]) == "encoder"
             assert facets_rec.query(record["title"], k=1)[0].item_id == top.item_id
+    assert checked >= 10
 
 
 def test_a_clear_margin_stays_with_the_encoder(tiny_bundle: Path, tmp_path: Path) -> None:
