@@ -72,3 +72,21 @@ def test_default_bundle_recommends_science_fiction_for_a_science_fiction_history
     results = default_recommender.recommend(history, k=10)
     assert not set(history) & {r.item_id for r in results}
     assert sum("Sci-Fi" in r.metadata["genres"] for r in results) >= 7
+
+
+def test_default_bundle_reads_descriptions_through_its_facets(default_recommender):
+    rec = default_recommender
+    heist = rec.query("a heist movie with a clever twist", k=10)
+    assert rec.query_route("a heist movie with a clever twist") == "facets"
+    assert sum(bool({"Crime", "Mystery", "Thriller", "Film-Noir"} & set(r.metadata["genres"])) for r in heist) >= 9
+    assert not {"Simple Twist of Fate, A (1994)", "Twister (1996)"} & {r.item_id for r in heist}
+    horror = rec.query("scary horror movie set in a haunted house", k=10)
+    assert sum("Horror" in r.metadata["genres"] for r in horror) >= 8
+
+
+def test_default_bundle_keeps_titles_with_the_encoder(default_recommender):
+    rec = default_recommender
+    assert rec.query_route("The Matrix") == "encoder"
+    assert rec.query("The Matrix", k=1)[0].item_id == "Matrix, The (1999)"
+    assert rec.query_route("movies like Star Wars") == "encoder"
+    assert rec.query("something like Pulp Fiction", k=1)[0].item_id == "Pulp Fiction (1994)"
