@@ -365,9 +365,9 @@ def measure_latency(recommenders: Mapping[int, Recommender], config: BenchConfig
     details = {}
     for name, text in QUERY_TEXTS.items():
         tokens = len(any_rec.encoder.tokenizer.encode(text).ids)
-        details[f"query-{name}"] = f"{tokens} tokens, read by the {any_rec.query_route(text)}"
+        details[f"query-{name}"] = f"{tokens} tokens, reading: {any_rec.query_reading(text)}"
         if any_rec.facets is not None:  # what routing costs, side by side with the encoder alone
-            details[f"query-{name}-encoder-only"] = f"{tokens} tokens, route=False"
+            details[f"query-{name}-encoder-only"] = f"{tokens} tokens, facets=False"
     details["recommend"] = f"{len(history)}-item history"
     calls: dict[str, Callable[[], object]] = {}
     for threads, rec in recommenders.items():
@@ -375,7 +375,7 @@ def measure_latency(recommenders: Mapping[int, Recommender], config: BenchConfig
             calls[f"query-{name}@{threads}"] = lambda rec=rec, text=text: rec.query(text, k=TOP_K)
             if rec.facets is not None:
                 calls[f"query-{name}-encoder-only@{threads}"] = (
-                    lambda rec=rec, text=text: rec.query(text, k=TOP_K, route=False))
+                    lambda rec=rec, text=text: rec.query(text, k=TOP_K, facets=False))
         calls[f"recommend@{threads}"] = lambda rec=rec: rec.recommend(history, k=TOP_K)
     samples = interleaved_seconds(calls, rounds=config.rounds, warmup=config.warmup, seed=config.seed)
     rows = []

@@ -1,14 +1,17 @@
 """Descriptive queries: a genre head beside the encoder (export/facets.py makes it).
 
 The bundled encoder matches word pieces: it answers titles, genres and "movies
-like X" well, but for "a heist movie with a clever twist" its scores come out
-flat and its top title merely shares a word with the query ("twist"). Such
-a query goes to the facets head instead: the mean of one row per token id
-gives a score per genre (trained to match how all-mpnet-base-v2 reads the
-whole query), a softmax turns the scores into weights, and the weights mix
-the genres' centroids into one vector, searched in the same index.
+like X" well, and topic words that titles carry ("christmas", "superman"), but
+for a description its scores come out flat and its list drifts to whatever
+shares a word with the query. A small head reads the token ids (the mean of one
+row per token) and gives a score per genre, trained to match how
+all-mpnet-base-v2 reads the whole query; a softmax turns the scores into
+weights, which mix the genres' centroids into one vector in the index's space.
+That vector, times ``weight``, is added to the encoder's: the encoder keeps the
+topic, the facets pull the list toward the genres the query describes.
 
-Routing is two cheap checks on the encoder's own answer, both needed:
+When the facets take part is two cheap checks on the encoder's own answer,
+both needed:
 - its best score leads its 10th by less than ``max_margin`` (no clear match);
 - the top item's title holds less than ``min_title_cover`` of the query's
   words (the query is not a title, nor "something like <title>").
@@ -31,6 +34,10 @@ _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
 
 def content_words(text: str, stopwords: frozenset[str]) -> set[str]:
     return {word for word in _WORD.findall(text.lower()) if word not in stopwords}
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
 class QueryFacets:
@@ -62,9 +69,9 @@ class QueryFacets:
                               "Rebuild the bundle")
         return cls(spec, weights, bias, centroids)
 
-    def routes(self, text: str, scores: np.ndarray, top_title: str) -> bool:
+    def take_part(self, text: str, scores: np.ndarray, top_title: str) -> bool:
         """Whether the encoder's answer (``scores`` best first, ``top_title`` of its best item) is weak
-        enough to send ``text`` to the head."""
+        enough for the facets to take part in answering ``text``."""
         if len(scores) == 0:
             return False
         margin = float(scores[0] - scores[min(ROUTE_PROBE, len(scores)) - 1])
@@ -81,11 +88,10 @@ class QueryFacets:
         return self.weights[token_ids].mean(axis=0) + self.bias
 
     def mix(self, scores: np.ndarray) -> np.ndarray:
-        """The unit search vector for per-facet scores: the centroids weighted by a softmax of the scores."""
+        """The unit vector for per-facet scores: the centroids weighted by a softmax of the scores."""
         weights = np.exp((scores - scores.max()) / self.spec.temperature)
-        mixed = (weights / weights.sum()) @ self.centroids
-        return (mixed / max(float(np.linalg.norm(mixed)), 1e-12)).astype(np.float32)
+        return unit((weights / weights.sum()) @ self.centroids)
 
-    def vector(self, token_ids: np.ndarray) -> np.ndarray:
-        """The search vector for a text read by the head."""
-        return self.mix(self.scores(token_ids))
+    def blend(self, encoded: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
+        """The vector to search for a query the facets take part in (``encoded``: the encoder's vector)."""
+        return unit(encoded + self.spec.weight * self.mix(self.scores(token_ids)))

@@ -160,9 +160,10 @@ class FacetSpec:
     The file is little-endian float32, in this order: the head's weights
     (``vocab_size`` rows of one weight per name), one bias per name, and one
     unit centroid per name in the index's space (``dim`` floats each).
-    A query goes to the head when the encoder's best score leads its 10th by
-    less than ``max_margin`` and the top item's ``title_field`` holds less than
-    ``min_title_cover`` of the query's words (``stopwords`` left out).
+    The facets take part in a query when the encoder's best score leads its
+    10th by less than ``max_margin`` and the top item's ``title_field`` holds
+    less than ``min_title_cover`` of the query's words (``stopwords`` left
+    out): then their vector, times ``weight``, is added to the encoder's.
     """
 
     names: tuple[str, ...]
@@ -171,6 +172,7 @@ class FacetSpec:
     temperature: float
     max_margin: float
     min_title_cover: float
+    weight: float
     title_field: str
     stopwords: tuple[str, ...] = ()
 
@@ -179,7 +181,8 @@ class FacetSpec:
                  f"facets.names must be distinct names, got {list(self.names)!r}")
         _positive_int(self.vocab_size, "facets.vocab_size")
         _positive_int(self.dim, "facets.dim")
-        for name, low, high in (("temperature", 1e-3, 100.0), ("max_margin", 0.0, 2.0), ("min_title_cover", 0.0, 1.0)):
+        for name, low, high in (("temperature", 1e-3, 100.0), ("max_margin", 0.0, 2.0), ("min_title_cover", 0.0, 1.0),
+                                ("weight", 0.0, 100.0)):
             value = getattr(self, name)
             _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                      and low <= value <= high, f"facets.{name} must be a number in [{low}, {high}], got {value!r}")

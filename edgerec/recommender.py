@@ -161,38 +161,34 @@ class Recommender:
         return self.encoder.encode(cleaned, batch_size=batch_size)
 
     # -- recommendations -----------------------------------------------------
-    def query(self, text: str, k: int = 10, *, route: bool = True) -> list[Recommendation]:
+    def query(self, text: str, k: int = 10, *, facets: bool = True) -> list[Recommendation]:
         """Items that match a free-text description.
 
         When the bundle has facets and the encoder's answer is weak (flat
-        scores, a top title unrelated to the query), the query is answered by
-        the facets head instead (edgerec.facets); ``route=False`` always takes
-        the encoder's answer. ``query_route`` tells which one a text gets.
+        scores, a top title unrelated to the query), the facets head takes part
+        (edgerec.facets): its genre reading is added to the encoder's vector.
+        ``facets=False`` always takes the encoder's answer alone;
+        ``query_reading`` tells which a text gets.
         """
         k = self._check_k(k)
-        if not isinstance(route, bool):
-            raise TypeError(f"route must be a bool, got {type(route).__name__}")
-        text = clean_text(text)
+        if not isinstance(facets, bool):
+            raise TypeError(f"facets must be a bool, got {type(facets).__name__}")
+        labels, scores, _ = self._answer(clean_text(text), k, use_facets=facets)
+        return self._results(labels, scores)
+
+    def query_reading(self, text: str) -> str:
+        """How ``query`` reads ``text``: "encoder" (the encoder alone) or "blend" (the facets take part)."""
+        return self._answer(clean_text(text), 1, use_facets=True)[2]
+
+    def _answer(self, text: str, k: int, *, use_facets: bool) -> tuple[np.ndarray, np.ndarray, str]:
         vector, token_ids = self.encoder.encode_one_with_ids(text)
-        if not route or self.facets is None:
-            return self._results(*self.index.search(vector, k))
+        if not use_facets or self.facets is None:
+            return *self.index.search(vector, k), "encoder"
         labels, scores = self.index.search(vector, min(max(k, ROUTE_PROBE), len(self.items)))
-        if self._routes(text, labels, scores):
-            return self._results(*self.index.search(self.facets.vector(token_ids), k))
-        return self._results(labels[:k], scores[:k])
-
-    def query_route(self, text: str) -> str:
-        """Which reading ``query`` gives ``text``: "encoder" or "facets"."""
-        text = clean_text(text)
-        if self.facets is None:
-            return "encoder"
-        labels, scores = self.index.search(self.encoder.encode_one(text), min(ROUTE_PROBE, len(self.items)))
-        return "facets" if self._routes(text, labels, scores) else "encoder"
-
-    def _routes(self, text: str, labels: np.ndarray, scores: np.ndarray) -> bool:
-        assert self.facets is not None
         top_title = str(self.items.records[int(labels[0])].get(self.facets.spec.title_field, "")) if len(labels) else ""
-        return self.facets.routes(text, scores, top_title)
+        if not self.facets.take_part(text, scores, top_title):
+            return labels[:k], scores[:k], "encoder"
+        return *self.index.search(self.facets.blend(vector, token_ids), k), "blend"
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items like ``item_id`` (the item itself is left out)."""

@@ -4,23 +4,22 @@ The shipped student is a bag of word pieces: "a heist movie with a clever
 twist" finds A Simple Twist of Fate (the title shares "twist") and Heinlein's
 Puppet Masters ("heist" is `he ##ist`). all-mpnet-base-v2 reads the whole
 sentence well but costs 20-30 ms a query. This stage carries what mpnet
-knows about genres into a tiny head the runtime can afford:
+knows into a head the runtime can afford (edgerec.facets):
 
-1. mpnet reads ~35k movie-ish phrases built from frequent English words and
-   scores each against one text per genre ("a crime movie"); per genre the
-   cosines are standardised over all phrases (z-scores), so a genre text that
-   is close to everything does not win everywhere.
-2. A linear head learns those z-scores from the bundle tokenizer's token ids
-   (mean of one row per token: 30k x 18 floats).
-3. Each genre gets a centroid of the bundle's own item vectors, weighted by
-   log popularity in the training interactions.
+1. Genres. mpnet reads ~35k movie-ish phrases built from frequent English
+   words and scores each against one text per genre ("a crime movie"); per
+   genre the cosines are standardised over all phrases (z-scores), so a genre
+   text close to everything does not win everywhere. A linear head learns
+   those z-scores from the token ids (the mean of one row per token), and
+   each genre gets a centroid of the bundle's own item vectors.
+2. The blend weight. mpnet also reads the catalogue's item texts: for each
+   phrase, its top items carried into the index's space (a kernel over them)
+   give a reference top 10. The weight of the genre mixture added to the
+   encoder's vector is the one whose lists agree best with those references
+   on held-out phrases (phrases the head was not fit to).
 
-At run time (edgerec.facets) a query the student answers badly (flat scores,
-top title unrelated to the query's words) is sent to the head instead: its
-z-scores become genre weights (softmax), the weights mix the centroids, and
-the mixture is searched in the same index. The 40 QUERY_TEXTS are never
-trained on: they measure how close the runtime's lists come to lists made
-from mpnet's own reading.
+The 40 QUERY_TEXTS are never trained on: the stage measures on them, against
+the same kind of mpnet reference, what each reading and the shipped rule give.
 """
 
 from __future__ import annotations
@@ -49,8 +48,11 @@ class FacetConfig:
     composed: int = 20000        # two- and three-word phrases
     composed_vocabulary: int = 6000  # the most frequent words the composed phrases draw from
     temperature: float = 0.3     # of the softmax that turns z-scores into genre weights
-    max_margin: float = 0.2      # route when best - 10th best cosine is below this ...
+    max_margin: float = 0.2      # the facets take part when best - 10th best cosine is below this ...
     min_title_cover: float = 2 / 3  # ... and the top title holds less than this share of the query's words
+    weights: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # of the genre mixture added to the encoder's
+                                                                  # vector: the best on held-out phrases is kept
+    kernel_items: int = 30       # mpnet's top items that make a reference vector
     epochs: int = 30
     seed: int = 0
 
@@ -97,6 +99,12 @@ def read_with_mpnet(texts: Sequence[str], model_dir: Path, cache: Path, progress
     return vectors
 
 
+def held_out_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows, training rows): 5% held out, the same rows for every fit of one seed."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order[: count // 20], order[count // 20 :]
+
+
 STOPWORDS = ("a", "an", "the", "of", "and", "in", "on", "with", "for", "to", "about", "movie", "movies", "film",
              "films", "like", "something", "set", "that", "you", "from", "by", "lots", "story")
 
@@ -109,9 +117,7 @@ def fit_head(token_ids: Sequence[np.ndarray], goal: np.ndarray, vocab_size: int,
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(token_ids))
-    held = order[: len(order) // 20]
-    train = order[len(order) // 20 :]
+    held, train = held_out_split(len(token_ids), config.seed)
     count = goal.shape[1]
     head = torch.nn.EmbeddingBag(vocab_size, count, mode="mean")
     torch.nn.init.zeros_(head.weight)  # a token never seen in training stays neutral
@@ -145,11 +151,11 @@ def fit_head(token_ids: Sequence[np.ndarray], goal: np.ndarray, vocab_size: int,
 
 def genre_centroids(vectors: np.ndarray, records: Sequence[dict], popularity: np.ndarray,
                     names: Sequence[str]) -> np.ndarray:
-    """Per genre, the unit mean of its items' vectors, each weighted by log(1 + times rated in
+    """Per genre, the unit mean of its items' vectors, each weighted by log(2 + times rated in
     training) / its number of genres: well-known films pull the centroid, so a mixture lands among
     films people know, and a film of five genres does not pull all five alike."""
     genre_counts = np.array([max(len(r.get("genres", ())), 1) for r in records], dtype=np.float64)
-    weight = np.log1p(popularity.astype(np.float64)) / genre_counts
+    weight = np.log(2.0 + popularity.astype(np.float64)) / genre_counts  # never 0: an unrated genre still has a centroid
     rows = []
     for name in names:
         member = np.array([name in r.get("genres", ()) for r in records], dtype=np.float64)
@@ -181,35 +187,85 @@ def write_with_facets(source: Any, out: Path, data: bytes, spec: Any, provenance
                              items=manifest.items, user=manifest.user, provenance=provenance, facets=spec)
 
 
-def _overlap(a: Sequence[Any], b: Sequence[Any]) -> float:
-    return len({r.item_id for r in a} & {r.item_id for r in b}) / max(len(b), 1)
 
 
-def measure(rec: Any, mpnet_scores: np.ndarray, records: Sequence[dict]) -> dict[str, Any]:
-    """How the routed runtime compares, on the held-out QUERY_TEXTS, with lists made from mpnet's own
-    reading (``mpnet_scores``: its standardised genre scores per query), and what routing costs titles."""
+def reference_vectors(queries: np.ndarray, items: np.ndarray, item_vectors: np.ndarray, popularity: np.ndarray,
+                      top: int) -> np.ndarray:
+    """mpnet's reading of each query carried into the index's space: its ``top`` items by standardised
+    cosine (``queries`` and ``items`` are mpnet vectors), weighted by softmax(z) x log(2 + ratings),
+    mixing those items' ``item_vectors``. Searching it gives a reference top 10 for the query."""
+    prior = np.log(2.0 + popularity.astype(np.float64))
+    out = np.empty((len(queries), item_vectors.shape[1]), dtype=np.float32)
+    for start in range(0, len(queries), 2048):
+        cosines = queries[start : start + 2048] @ items.T
+        z = (cosines - cosines.mean(axis=1, keepdims=True)) / cosines.std(axis=1, keepdims=True)
+        best = np.argpartition(-z, top, axis=1)[:, :top]
+        zb = np.take_along_axis(z, best, axis=1)
+        weights = np.exp(zb - zb.max(axis=1, keepdims=True)) * prior[best]
+        mixed = np.einsum("qn,qnd->qd", weights, item_vectors[best])
+        out[start : start + 2048] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+    return out
+
+
+def blend_overlaps(rec: Any, facets: Any, texts: Sequence[str], references: np.ndarray,
+                   weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """For each text: the top-10 overlap with its reference of the encoder alone, of the blend at each
+    of ``weights``, and of the genre mixture alone (in that column order); and whether the facets take
+    part in it at all."""
+    from edgerec.facets import unit
+
+    overlaps = np.zeros((len(texts), len(weights) + 2), dtype=np.float32)
+    take_part = np.zeros(len(texts), dtype=bool)
+    for row, (text, reference) in enumerate(zip(texts, references)):
+        encoded, token_ids = rec.encoder.encode_one_with_ids(text)
+        labels, scores = rec.index.search(encoded, 10)
+        title = str(rec.items.records[int(labels[0])].get(facets.spec.title_field, ""))
+        take_part[row] = facets.take_part(text, scores, title)
+        wanted = set(rec.index.search(reference, 10)[0].tolist())
+        mixed = facets.mix(facets.scores(token_ids))
+        vectors = [unit(encoded + w * mixed) for w in weights] + [mixed]
+        answers = [labels] + [rec.index.search(v, 10)[0] for v in vectors]
+        overlaps[row] = [len(wanted & set(a.tolist())) / 10 for a in answers]
+    return overlaps, take_part
+
+
+def measure(rec: Any, references: np.ndarray, records: Sequence[dict]) -> dict[str, Any]:
+    """On the held-out QUERY_TEXTS: top-10 overlap with mpnet's reading (``references``) of the shipped
+    rule and of the encoder alone, and, where the facets take part, of the genre mixture alone;
+    title@1 over all titles, with and without the facets."""
     facets = rec.facets
     rows = []
-    for text, scores in zip(QUERY_TEXTS, mpnet_scores):
-        reference = rec._results(*rec.index.search(facets.mix(scores), 10))
-        head = rec._results(*rec.index.search(facets.vector(rec.encoder.token_ids(text)), 10))
-        routed, encoder = rec.query(text, 10), rec.query(text, 10, route=False)
-        rows.append({"query": text, "route": rec.query_route(text), "routed": _overlap(routed, reference),
-                     "encoder": _overlap(encoder, reference), "head": _overlap(head, reference),
-                     "top": [r.title for r in routed]})
-    titles = {"encoder": 0, "routed": 0, "sent_to_head": 0}
+    for text, reference in zip(QUERY_TEXTS, references):
+        wanted = set(rec.index.search(reference, 10)[0].tolist())
+        shipped = rec.query(text, 10)
+        _, token_ids = rec.encoder.encode_one_with_ids(text)
+        answers = {"shipped": [rec.items.labels[r.item_id] for r in shipped],
+                   "encoder": [rec.items.labels[r.item_id] for r in rec.query(text, 10, facets=False)],
+                   "facets_alone": rec.index.search(facets.mix(facets.scores(token_ids)), 10)[0].tolist()}
+        rows.append({"query": text, "reading": rec.query_reading(text),
+                     **{k: len(wanted & set(v)) / 10 for k, v in answers.items()},
+                     "top": [r.title for r in shipped]})
+
+    def mean(key: str, subset: list[dict]) -> float:
+        return round(float(np.mean([row[key] for row in subset])), 3) if subset else 0.0
+
+    part = [row for row in rows if row["reading"] == "blend"]
+    hits = {"encoder_only": 0, "shipped": 0}
+    blended = 0
     for record in records:
-        titles["encoder"] += rec.query(record["title"], 1, route=False)[0].item_id == record["id"]
-        titles["routed"] += rec.query(record["title"], 1)[0].item_id == record["id"]
-        titles["sent_to_head"] += rec.query_route(record["title"]) == "facets"
-    mean = lambda key: round(float(np.mean([row[key] for row in rows])), 3)  # noqa: E731
+        hits["encoder_only"] += rec.query(record["title"], 1, facets=False)[0].item_id == record["id"]
+        hits["shipped"] += rec.query(record["title"], 1)[0].item_id == record["id"]
+        blended += rec.query_reading(record["title"]) == "blend"
     return {
         "held_out_queries": len(rows),
-        "sent_to_head": sum(row["route"] == "facets" for row in rows),
-        "overlap_at_10_with_mpnet_reading": {"routed": mean("routed"), "encoder_only": mean("encoder"),
-                                             "head_only": mean("head")},
-        "title_at_1": {k: round(v / len(records), 4) if k != "sent_to_head" else v for k, v in titles.items()},
-        "titles": len(records),
+        "facets_take_part": len(part),
+        "overlap_at_10_with_mpnet": {
+            "all": {"encoder_only": mean("encoder", rows), "shipped": mean("shipped", rows)},
+            "where_facets_take_part": {"encoder_only": mean("encoder", part), "shipped": mean("shipped", part),
+                                       "facets_alone": mean("facets_alone", part)},
+        },
+        "title_at_1": {**{k: round(v / len(records), 4) for k, v in hits.items()}, "titles": len(records),
+                       "facets_take_part": blended},
         "queries": rows,
     }
 
@@ -223,8 +279,10 @@ def stage_facets(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Pa
     from edgerec import Recommender
     from edgerec.bundle import open_bundle
     from edgerec.facets import QueryFacets
+    from edgerec.items import item_text
     from edgerec.manifest import FacetSpec
 
+    source = open_bundle(bundle_dir)
     rec = Recommender.load(bundle_dir)
     ids = [record["id"] for record in records]
     if [r[rec.items.id_field] for r in rec.items.records] != ids:
@@ -233,44 +291,69 @@ def stage_facets(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Pa
     reader = mpnet_reader(work)
     cache = work / "facets"
     phrases = training_phrases(config)
-    print(f"[facets] all-mpnet-base-v2 reads {len(phrases)} phrases and {len(names)} genre texts "
-          f"(cached in {cache})")
+    print(f"[facets] all-mpnet-base-v2 reads {len(phrases)} phrases, {len(names)} genre texts and "
+          f"{len(records)} item texts (cached in {cache})")
     anchors = read_with_mpnet([genre_text(g) for g in names], reader.path, cache)
-    cosines = read_with_mpnet(phrases, reader.path, cache, progress=progress) @ anchors.T
+    phrase_vectors = read_with_mpnet(phrases, reader.path, cache, progress=progress)
+    item_mpnet = read_with_mpnet([item_text(r, source.manifest.items.text_fields) for r in records],
+                                 reader.path, cache)
+    cosines = phrase_vectors @ anchors.T
     mean, std = cosines.mean(axis=0), cosines.std(axis=0)
-    goal = (cosines - mean) / std
-    print(f"[facets] fitting the head: {len(phrases)} texts, {config.epochs} epochs")
     token_ids = [rec.encoder.token_ids(p) for p in phrases]
-    weights, bias, fit_report = fit_head(token_ids, goal, rec.encoder.spec.vocab_size, config, progress=progress)
-    centroids = genre_centroids(rec.index.vectors(range(len(rec))), records, popularity, names)
-    spec = FacetSpec(names=tuple(names), vocab_size=rec.encoder.spec.vocab_size, dim=rec.encoder.spec.dim,
-                     temperature=config.temperature, max_margin=config.max_margin,
-                     min_title_cover=round(config.min_title_cover, 4), title_field="title", stopwords=STOPWORDS)
-    data = facets_file(weights, bias, centroids)
-    source = open_bundle(bundle_dir)
-    trial = write_with_facets(source, work / "facets-bundle", data, spec, dict(source.manifest.provenance))
-    del trial
-    print("[facets] measuring the routed bundle against mpnet's reading of the held-out queries")
-    routed = Recommender.load(work / "facets-bundle")
-    assert isinstance(routed.facets, QueryFacets)
-    query_scores = (read_with_mpnet(list(QUERY_TEXTS), reader.path, cache) @ anchors.T - mean) / std
-    figures = measure(routed, query_scores, records)
+    vocab = rec.encoder.spec.vocab_size
+    print(f"[facets] fitting the genre head: {len(phrases)} texts, {config.epochs} epochs")
+    genre_weights, genre_bias, genre_fit = fit_head(token_ids, (cosines - mean) / std, vocab, config,
+                                                    progress=progress)
+    item_vectors = rec.index.vectors(range(len(rec)))
+    centroids = genre_centroids(item_vectors, records, popularity, names)
+
+    def spec_with(weight: float) -> FacetSpec:
+        return FacetSpec(names=tuple(names), vocab_size=vocab, dim=rec.encoder.spec.dim,
+                         temperature=config.temperature, max_margin=config.max_margin,
+                         min_title_cover=round(config.min_title_cover, 4), weight=weight, title_field="title",
+                         stopwords=STOPWORDS)
+
+    held, _ = held_out_split(len(phrases), config.seed)  # phrases the genre head was not fit to
+    held_phrases = [phrases[i] for i in held]
+    print(f"[facets] choosing the blend weight on {len(held)} held-out phrases against mpnet's reading")
+    references = reference_vectors(phrase_vectors[held], item_mpnet, item_vectors, popularity, config.kernel_items)
+    trial = QueryFacets(spec_with(1.0), genre_weights, genre_bias, centroids)
+    overlaps, take_part = blend_overlaps(rec, trial, held_phrases, references, config.weights)
+    scored = (overlaps[take_part] if take_part.any() else overlaps).mean(axis=0)
+    weight_scores = {str(w): round(float(v), 4) for w, v in zip(config.weights, scored[1:-1])}
+    weight = config.weights[int(np.argmax(scored[1:-1]))]
+    spec = spec_with(weight)
+    data = facets_file(genre_weights, genre_bias, centroids)
+    write_with_facets(source, work / "facets-bundle", data, spec, dict(source.manifest.provenance))
+    print("[facets] measuring the rewritten bundle on the held-out query texts")
+    shipped = Recommender.load(work / "facets-bundle")
+    query_references = reference_vectors(read_with_mpnet(list(QUERY_TEXTS), reader.path, cache), item_mpnet,
+                                         item_vectors, popularity, config.kernel_items)
+    figures = measure(shipped, query_references, records)
     report = {
         "reader": reader.name,
         "genre_texts": [genre_text(g) for g in names],
         "phrases": {"single_words": config.single_words, "composed": config.composed,
                     "composed_vocabulary": config.composed_vocabulary, "source": "wordfreq English top words"},
-        "head_fit": fit_report,
-        "centroids": "mean of each genre's item vectors, weighted by log(1 + training ratings) / genres per item",
+        "genre_head_fit": genre_fit,
+        "centroids": "mean of each genre's item vectors, weighted by log(2 + training ratings) / genres per item",
+        "reference": f"mpnet's top {config.kernel_items} catalogue items for the text, carried into the index's "
+                     "space (softmax(z) x log(2 + ratings)), then its top 10",
+        "blend_weight_chosen_on_held_out_phrases": {
+            "weight": weight, "phrases": int(take_part.sum()), "overlap_by_weight": weight_scores,
+            "encoder_only": round(float(scored[0]), 4), "facets_alone": round(float(scored[-1]), 4)},
         **{k: v for k, v in figures.items() if k != "queries"},
     }
     provenance = {**source.manifest.provenance, "facets": report}
     write_with_facets(source, bundle_dir, data, spec, provenance, notice=notice)
     (work / "facets.json").write_text(json.dumps({**report, "queries": figures["queries"]}, indent=2) + "\n")
-    overlap = figures["overlap_at_10_with_mpnet_reading"]
-    print(f"[facets] held-out queries sent to the head: {figures['sent_to_head']}/{figures['held_out_queries']}; "
-          f"top-10 overlap with mpnet's reading: routed {overlap['routed']}, encoder only {overlap['encoder_only']}, "
-          f"head only {overlap['head_only']}")
-    print(f"[facets] title@1: encoder {figures['title_at_1']['encoder']}, routed {figures['title_at_1']['routed']} "
-          f"({figures['title_at_1']['sent_to_head']} of {figures['titles']} titles sent to the head)")
+    everywhere = figures["overlap_at_10_with_mpnet"]["all"]
+    part = figures["overlap_at_10_with_mpnet"]["where_facets_take_part"]
+    print(f"[facets] blend weight {weight} (held-out phrases: {weight_scores}, encoder only {scored[0]:.4f})")
+    print(f"[facets] held-out query texts: the facets take part in {figures['facets_take_part']} of "
+          f"{figures['held_out_queries']}; top-10 overlap with mpnet's reading: shipped {everywhere['shipped']}, "
+          f"encoder only {everywhere['encoder_only']}; where they take part: shipped {part['shipped']}, "
+          f"encoder only {part['encoder_only']}, facets alone {part['facets_alone']}")
+    print(f"[facets] title@1: encoder only {figures['title_at_1']['encoder_only']}, shipped "
+          f"{figures['title_at_1']['shipped']} (the facets take part in {figures['title_at_1']['facets_take_part']})")
     return report

@@ -50,7 +50,7 @@ def _with_facets(source: Path, out: Path, **spec_changes: object) -> Path:
     popularity = np.arange(len(records)) % 7
     centroids = genre_centroids(rec.index.vectors(range(len(rec))), records, popularity, GENRES)
     spec = FacetSpec(names=GENRES, vocab_size=rec.encoder.spec.vocab_size, dim=rec.encoder.spec.dim,
-                     temperature=0.2, max_margin=2.0, min_title_cover=2 / 3, title_field="title",
+                     temperature=0.2, max_margin=2.0, min_title_cover=2 / 3, weight=1.0, title_field="title",
                      stopwords=STOPWORDS)
     spec = replace(spec, **spec_changes)
     write_with_facets(open_bundle(source), out, facets_file(weights, bias, centroids), spec,
@@ -72,23 +72,43 @@ def _genre_share(results: list, genre: str) -> float:
     return sum(genre in r.metadata["genres"] for r in results) / len(results)
 
 
-def test_a_described_genre_is_found_through_the_head(facets_rec: Recommender) -> None:
-    text = "a scary haunted movie with a ghost"
-    assert facets_rec.query_route(text) == "facets"
-    results = facets_rec.query(text, k=10)
-    # The mixture is the Horror centroid: the exact neighbours of that vector, and mostly Horror films.
-    expected = facets_rec.index.search(facets_rec.facets.vector(facets_rec.encoder.token_ids(text)), 10)[0]
-    assert [facets_rec.items.records[label]["id"] for label in expected] == [r.item_id for r in results]
-    horror_items = sum("Horror" in r["genres"] for r in facets_rec.items.records) / len(facets_rec)
-    assert _genre_share(results, "Horror") > max(0.6, horror_items)
-    scores = facets_rec.facets.scores(facets_rec.encoder.token_ids(text))
+def test_the_head_reads_the_genre_a_query_describes(facets_rec: Recommender) -> None:
+    scores = facets_rec.facets.scores(facets_rec.encoder.token_ids("a scary haunted movie with a ghost"))
     assert int(np.argmax(scores)) == GENRES.index("Horror")
+    # The mixture of a Horror reading lands among Horror films.
+    mixed = facets_rec.facets.mix(scores)
+    found = [facets_rec.items.records[label] for label in facets_rec.index.search(mixed, 10)[0]]
+    horror_items = sum("Horror" in r["genres"] for r in facets_rec.items.records) / len(facets_rec)
+    assert sum("Horror" in r["genres"] for r in found) / 10 > max(0.6, horror_items)
 
 
-def test_encoder_only_and_route_false_agree(facets_rec: Recommender, tiny_recommender: Recommender) -> None:
+def test_a_blended_query_searches_the_encoder_vector_plus_the_weighted_mixture(facets_rec: Recommender) -> None:
+    text = "a scary haunted movie with a ghost"
+    assert facets_rec.query_reading(text) == "blend"
+    encoded, ids = facets_rec.encoder.encode_one_with_ids(text)
+    mixed = facets_rec.facets.mix(facets_rec.facets.scores(ids))
+    expected = encoded + facets_rec.facets.spec.weight * mixed
+    expected = (expected / np.linalg.norm(expected)).astype(np.float32)
+    labels = facets_rec.index.search(expected, 10)[0]
+    assert [facets_rec.items.records[label]["id"] for label in labels] == [r.item_id for r in facets_rec.query(text)]
+
+
+def test_the_weight_sets_how_far_the_facets_pull(tiny_bundle: Path, tmp_path: Path) -> None:
+    text = "a scary haunted movie with a ghost"
+    horror = []
+    for weight in (0.0, 1.0, 50.0):
+        rec = Recommender.load(_with_facets(tiny_bundle, tmp_path / f"w{weight}", weight=weight), threads=1)
+        horror.append(sum("Horror" in r.metadata["genres"] for r in rec.query(text, k=10)))
+        if weight == 0.0:  # nothing added: the encoder's own answer
+            assert [r.item_id for r in rec.query(text)] == [r.item_id for r in rec.query(text, facets=False)]
+    assert horror[0] <= horror[1] <= horror[2] and horror[0] < horror[2]
+
+
+def test_encoder_only_matches_a_bundle_without_facets(facets_rec: Recommender,
+                                                        tiny_recommender: Recommender) -> None:
     text = "a scary haunted movie with a ghost"
     plain = [r.item_id for r in tiny_recommender.query(text, k=5)]
-    assert [r.item_id for r in facets_rec.query(text, k=5, route=False)] == plain
+    assert [r.item_id for r in facets_rec.query(text, k=5, facets=False)] == plain
     assert [r.item_id for r in facets_rec.query(text, k=5)] != plain
 
 
@@ -97,11 +117,11 @@ def test_a_title_stays_with_the_encoder(facets_rec: Recommender) -> None:
     # words the top title holds is the encoder's.
     checked = 0
     for record in facets_rec.items.records:
-        top = facets_rec.query(record["title"], k=1, route=False)[0]
+        top = facets_rec.query(record["title"], k=1, facets=False)[0]
         words = content_words(record["title"], frozenset(STOPWORDS))
         if words and words <= content_words(top.title, frozenset(STOPWORDS)):
             checked += 1
-            assert facets_rec.query_route(record["title"]) == "encoder"
+            assert facets_rec.query_reading(record["title"]) == "encoder"
             assert facets_rec.query(record["title"], k=1)[0].item_id == top.item_id
     assert checked >= 10
 
@@ -109,11 +129,11 @@ def test_a_title_stays_with_the_encoder(facets_rec: Recommender) -> None:
 def test_a_clear_margin_stays_with_the_encoder(tiny_bundle: Path, tmp_path: Path) -> None:
     never = Recommender.load(_with_facets(tiny_bundle, tmp_path / "b", max_margin=0.0), threads=1)
     text = "a scary haunted movie with a ghost"
-    assert never.query_route(text) == "encoder"
-    assert [r.item_id for r in never.query(text)] == [r.item_id for r in never.query(text, route=False)]
+    assert never.query_reading(text) == "encoder"
+    assert [r.item_id for r in never.query(text)] == [r.item_id for r in never.query(text, facets=False)]
 
 
-@pytest.mark.parametrize(("scores", "title", "routes"), [
+@pytest.mark.parametrize(("scores", "title", "takes_part"), [
     ([0.50, 0.49, 0.48, 0.47, 0.46, 0.45, 0.44, 0.43, 0.42, 0.41], "The Usual Suspects", True),
     ([0.90, 0.49, 0.48, 0.47, 0.46, 0.45, 0.44, 0.43, 0.42, 0.41], "The Usual Suspects", False),  # clear winner
     ([0.50, 0.49, 0.48, 0.47, 0.46, 0.45, 0.44, 0.43, 0.42, 0.41], "A Heist with a Twist", False),  # title match
@@ -121,15 +141,17 @@ def test_a_clear_margin_stays_with_the_encoder(tiny_bundle: Path, tmp_path: Path
     ([0.50, 0.45], "Big", True),  # fewer than 10 items: the last score is the floor
     ([], "", False),
 ])
-def test_routing_rule(facets_rec: Recommender, scores: list[float], title: str, routes: bool) -> None:
+def test_when_the_facets_take_part(facets_rec: Recommender, scores: list[float], title: str,
+                                  takes_part: bool) -> None:
     # max_margin 0.15 here: "a heist movie with a clever twist" has words {heist, clever, twist}.
     facets = QueryFacets(replace(facets_rec.facets.spec, max_margin=0.15), facets_rec.facets.weights,
                          facets_rec.facets.bias, facets_rec.facets.centroids)
-    assert facets.routes("a heist movie with a clever twist", np.asarray(scores, dtype=np.float32), title) is routes
+    assert facets.take_part("a heist movie with a clever twist", np.asarray(scores, dtype=np.float32),
+                            title) is takes_part
 
 
 def test_a_query_of_stopwords_stays_with_the_encoder(facets_rec: Recommender) -> None:
-    assert facets_rec.query_route("a movie") == "encoder"
+    assert facets_rec.query_reading("a movie") == "encoder"
 
 
 def test_manifest_round_trip_keeps_facets(facets_bundle: Path) -> None:
@@ -203,7 +225,7 @@ def test_home_updates_keep_facets_and_a_new_catalogue_drops_them(facets_bundle: 
     store.remove(["new-1"])
     updated = open_bundle(tmp_path / "home")
     assert updated.manifest.facets == open_bundle(facets_bundle).manifest.facets
-    assert Recommender.load(tmp_path / "home").query_route("a scary haunted movie with a ghost") == "facets"
+    assert Recommender.load(tmp_path / "home").query_reading("a scary haunted movie with a ghost") == "blend"
     manifest = build_from_catalog(catalog, tmp_path / "built", base=facets_bundle)
     assert manifest.facets is None and "facets" not in manifest.files and manifest.schema_version == 1
 
@@ -215,10 +237,10 @@ def test_cli_encoder_only_and_info(facets_bundle: Path) -> None:
 
     runner = CliRunner()
     text = "a scary haunted movie with a ghost"
-    routed = runner.invoke(main, ["query", text, "--bundle", str(facets_bundle), "--json"])
+    blended = runner.invoke(main, ["query", text, "--bundle", str(facets_bundle), "--json"])
     plain = runner.invoke(main, ["query", text, "--bundle", str(facets_bundle), "--json", "--encoder-only"])
-    assert routed.exit_code == 0 and plain.exit_code == 0
-    assert routed.output != plain.output
+    assert blended.exit_code == 0 and plain.exit_code == 0
+    assert blended.output != plain.output
     info = runner.invoke(main, ["info", "--bundle", str(facets_bundle)])
     assert info.exit_code == 0 and "facets      8 (Action" in info.output
 
@@ -260,5 +282,7 @@ def test_the_facets_stage_adds_a_measured_head_and_changes_no_other_file(tiny_ex
     assert after.path("notice").read_text() == "test notice\n"
     assert after.manifest.facets.names == tuple(g for g in stage.GENRE_WORDS if g in GENRES)
     assert after.manifest.provenance["facets"] == report and report["held_out_queries"] == len(QUERY_TEXTS)
-    assert report["titles"] == len(records) and 0 <= report["title_at_1"]["routed"] <= 1
+    assert report["title_at_1"]["titles"] == len(records) and 0 <= report["title_at_1"]["shipped"] <= 1
+    assert after.manifest.facets.weight in small.weights
+    assert report["blend_weight_chosen_on_held_out_phrases"]["weight"] == after.manifest.facets.weight
     assert Recommender.load(bundle).query("a haunted ghost house", k=3)

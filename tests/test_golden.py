@@ -74,19 +74,23 @@ def test_default_bundle_recommends_science_fiction_for_a_science_fiction_history
     assert sum("Sci-Fi" in r.metadata["genres"] for r in results) >= 7
 
 
-def test_default_bundle_reads_descriptions_through_its_facets(default_recommender):
+def test_default_bundle_blends_its_facets_into_descriptions(default_recommender):
     rec = default_recommender
-    heist = rec.query("a heist movie with a clever twist", k=10)
-    assert rec.query_route("a heist movie with a clever twist") == "facets"
-    assert sum(bool({"Crime", "Mystery", "Thriller", "Film-Noir"} & set(r.metadata["genres"])) for r in heist) >= 9
-    assert not {"Simple Twist of Fate, A (1994)", "Twister (1996)"} & {r.item_id for r in heist}
-    horror = rec.query("scary horror movie set in a haunted house", k=10)
-    assert sum("Horror" in r.metadata["genres"] for r in horror) >= 8
+    described = {"western with gunfights and outlaws": "Western",
+                 "musical with lots of singing and dancing": "Musical",
+                 "scary horror movie set in a haunted house": "Horror",
+                 "documentary about nature": "Documentary"}
+    with_facets = without = 0
+    for text, genre in described.items():
+        assert rec.query_reading(text) == "blend"
+        with_facets += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10))
+        without += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10, facets=False))
+    assert with_facets > without
 
 
 def test_default_bundle_keeps_titles_with_the_encoder(default_recommender):
     rec = default_recommender
-    assert rec.query_route("The Matrix") == "encoder"
+    assert rec.query_reading("The Matrix") == "encoder"
     assert rec.query("The Matrix", k=1)[0].item_id == "Matrix, The (1999)"
-    assert rec.query_route("movies like Star Wars") == "encoder"
+    assert rec.query_reading("movies like Star Wars") == "encoder"
     assert rec.query("something like Pulp Fiction", k=1)[0].item_id == "Pulp Fiction (1994)"
