@@ -155,7 +155,8 @@ def genre_centroids(vectors: np.ndarray, records: Sequence[dict], popularity: np
     training) / its number of genres: well-known films pull the centroid, so a mixture lands among
     films people know, and a film of five genres does not pull all five alike."""
     genre_counts = np.array([max(len(r.get("genres", ())), 1) for r in records], dtype=np.float64)
-    weight = np.log(2.0 + popularity.astype(np.float64)) / genre_counts  # never 0: an unrated genre still has a centroid
+    # log(2 + n), never 0: a genre whose films nobody rated still gets a centroid.
+    weight = np.log(2.0 + popularity.astype(np.float64)) / genre_counts
     rows = []
     for name in names:
         member = np.array([name in r.get("genres", ()) for r in records], dtype=np.float64)
@@ -187,14 +188,13 @@ def write_with_facets(source: Any, out: Path, data: bytes, spec: Any, provenance
                              items=manifest.items, user=manifest.user, provenance=provenance, facets=spec)
 
 
-
-
 def reference_vectors(queries: np.ndarray, items: np.ndarray, item_vectors: np.ndarray, popularity: np.ndarray,
                       top: int) -> np.ndarray:
     """mpnet's reading of each query carried into the index's space: its ``top`` items by standardised
     cosine (``queries`` and ``items`` are mpnet vectors), weighted by softmax(z) x log(2 + ratings),
     mixing those items' ``item_vectors``. Searching it gives a reference top 10 for the query."""
     prior = np.log(2.0 + popularity.astype(np.float64))
+    top = min(top, len(items) - 1)  # argpartition needs a kth inside the row
     out = np.empty((len(queries), item_vectors.shape[1]), dtype=np.float32)
     for start in range(0, len(queries), 2048):
         cosines = queries[start : start + 2048] @ items.T
