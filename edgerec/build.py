@@ -27,7 +27,7 @@ from .encoder import TextEncoder
 from .errors import BundleError, CatalogError, WriteError
 from .index import (DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, IndexFile, ItemIndex, check_index_layout,
                     validate_index_file)
-from .items import CatalogFile, ItemTable, item_text, jsonl_bytes, survey_catalog, text_fields_among
+from .items import CatalogFile, ItemTable, UpdatedItems, item_text, jsonl_bytes, survey_catalog, text_fields_among
 from .manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
 
 # progress(stage, done, total): called as work advances.
@@ -184,7 +184,7 @@ def write_streamed_bundle(
 def write_bundle_files(
     writer: BundleWriter,
     *,
-    table: ItemTable,
+    table: ItemTable | UpdatedItems,
     index: ItemIndex | IndexFile,
     model: ModelFiles,
     text_fields: Sequence[str],

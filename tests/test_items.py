@@ -272,3 +272,21 @@ def test_loaded_table_refuses_a_file_changed_in_place(loaded: ItemTable, tmp_pat
     assert loaded.records[2] == RECORDS[2]
     with pytest.raises(BundleError, match="line 1 changed after the bundle was loaded"):
         loaded.records[0]
+
+
+def test_an_update_copies_kept_lines_byte_for_byte_and_serialises_only_new_records(tmp_path):
+    from edgerec.items import UpdatedItems, jsonl_bytes
+
+    old_records = [{"id": f"i{n}", "title": f"Title {n}", "note": "é" * (n % 3)} for n in range(10)]
+    path = tmp_path / "items.jsonl"
+    body = jsonl_bytes(old_records)
+    path.write_bytes(body[:-1])  # a last line without its newline still comes out whole
+    spec = ItemsSpec(count=10, id_field="id", text_fields=("title",), columns=("id", "title", "note"))
+    old = ItemTable.load(path, spec)
+    new_record = {"id": "x", "title": "New", "year": 2001}
+    rows = [0, 1, 2, new_record, 4, 9, 5, 6, 7, 8, {"id": "y", "title": "Other"}]
+    updated = UpdatedItems(old, spec.columns, rows)
+    expected = [old_records[r] if isinstance(r, int) else r for r in rows]
+    assert b"".join(updated.serialized(lines_per_chunk=3)) == jsonl_bytes(expected)
+    assert len(updated) == len(rows)
+    assert updated.columns() == ("id", "title", "note", "year")
