@@ -366,7 +366,7 @@ def measure_latency(recommenders: Mapping[int, Recommender], config: BenchConfig
     for name, text in QUERY_TEXTS.items():
         tokens = len(any_rec.encoder.tokenizer.encode(text).ids)
         details[f"query-{name}"] = f"{tokens} tokens, reading: {any_rec.query_reading(text)}"
-        if any_rec.facets is not None:  # what routing costs, side by side with the encoder alone
+        if any_rec.facets is not None:  # what the facets cost, side by side with the encoder alone
             details[f"query-{name}-encoder-only"] = f"{tokens} tokens, facets=False"
     details["recommend"] = f"{len(history)}-item history"
     calls: dict[str, Callable[[], object]] = {}

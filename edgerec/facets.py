@@ -26,8 +26,9 @@ import numpy as np
 
 from .errors import BundleError
 from .manifest import FacetSpec
+from .pooling import l2_normalize
 
-# Scores the routing rule compares: the best and the 10th best.
+# The encoder's scores the take-part rule compares: the best and the 10th best.
 ROUTE_PROBE = 10
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
 
@@ -36,8 +37,8 @@ def content_words(text: str, stopwords: frozenset[str]) -> set[str]:
     return {word for word in _WORD.findall(text.lower()) if word not in stopwords}
 
 
-def unit(vector: np.ndarray) -> np.ndarray:
-    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return l2_normalize(vector[None])[0].astype(np.float32)
 
 
 class QueryFacets:
@@ -90,8 +91,8 @@ class QueryFacets:
     def mix(self, scores: np.ndarray) -> np.ndarray:
         """The unit vector for per-facet scores: the centroids weighted by a softmax of the scores."""
         weights = np.exp((scores - scores.max()) / self.spec.temperature)
-        return unit((weights / weights.sum()) @ self.centroids)
+        return _unit((weights / weights.sum()) @ self.centroids)
 
     def blend(self, encoded: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
         """The vector to search for a query the facets take part in (``encoded``: the encoder's vector)."""
-        return unit(encoded + self.spec.weight * self.mix(self.scores(token_ids)))
+        return _unit(encoded + self.spec.weight * self.mix(self.scores(token_ids)))

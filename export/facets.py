@@ -157,12 +157,10 @@ def genre_centroids(vectors: np.ndarray, records: Sequence[dict], popularity: np
     genre_counts = np.array([max(len(r.get("genres", ())), 1) for r in records], dtype=np.float64)
     # log(2 + n), never 0: a genre whose films nobody rated still gets a centroid.
     weight = np.log(2.0 + popularity.astype(np.float64)) / genre_counts
-    rows = []
-    for name in names:
-        member = np.array([name in r.get("genres", ()) for r in records], dtype=np.float64)
-        mixed = (member * weight) @ vectors
-        rows.append(mixed / max(float(np.linalg.norm(mixed)), 1e-12))
-    return np.asarray(rows, dtype=np.float32)
+    from edgerec.pooling import l2_normalize
+
+    member = np.array([[name in r.get("genres", ()) for name in names] for r in records], dtype=np.float64)
+    return l2_normalize((member * weight[:, None]).T @ vectors).astype(np.float32)
 
 
 def facets_file(weights: np.ndarray, bias: np.ndarray, centroids: np.ndarray) -> bytes:
@@ -212,8 +210,13 @@ def blend_overlaps(rec: Any, facets: Any, texts: Sequence[str], references: np.n
     """For each text: the top-10 overlap with its reference of the encoder alone, of the blend at each
     of ``weights``, and of the genre mixture alone (in that column order); and whether the facets take
     part in it at all."""
-    from edgerec.facets import unit
+    from dataclasses import replace
 
+    from edgerec.facets import QueryFacets
+
+    # One runtime head per weight, so the blend measured is the one queries get.
+    blends = [QueryFacets(replace(facets.spec, weight=w), facets.weights, facets.bias, facets.centroids)
+              for w in weights]
     overlaps = np.zeros((len(texts), len(weights) + 2), dtype=np.float32)
     take_part = np.zeros(len(texts), dtype=bool)
     for row, (text, reference) in enumerate(zip(texts, references)):
@@ -222,8 +225,7 @@ def blend_overlaps(rec: Any, facets: Any, texts: Sequence[str], references: np.n
         title = str(rec.items.records[int(labels[0])].get(facets.spec.title_field, ""))
         take_part[row] = facets.take_part(text, scores, title)
         wanted = set(rec.index.search(reference, 10)[0].tolist())
-        mixed = facets.mix(facets.scores(token_ids))
-        vectors = [unit(encoded + w * mixed) for w in weights] + [mixed]
+        vectors = [b.blend(encoded, token_ids) for b in blends] + [facets.mix(facets.scores(token_ids))]
         answers = [labels] + [rec.index.search(v, 10)[0] for v in vectors]
         overlaps[row] = [len(wanted & set(a.tolist())) / 10 for a in answers]
     return overlaps, take_part
