@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import __version__
+from .descriptions import DescriptionModel
 from .encoder import TextEncoder, clean_text
 from .errors import EdgerecError
 from .items import item_text
@@ -308,7 +309,11 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
     for threads in settings[1:]:
         encoder = TextEncoder(first.bundle.path("encoder"), first.bundle.path("tokenizer"),
                               first.bundle.manifest.encoder, threads=threads)
-        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items, first.facets)
+        descriptions = None
+        if first.descriptions is not None:
+            descriptions = DescriptionModel.load(first.bundle.path("descriptions"), first.bundle.path("tokenizer"),
+                                                 first.bundle.manifest.descriptions, threads=threads)
+        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items, descriptions)
     manifest = first.bundle.manifest
     notes = []
 
@@ -366,16 +371,16 @@ def measure_latency(recommenders: Mapping[int, Recommender], config: BenchConfig
     for name, text in QUERY_TEXTS.items():
         tokens = len(any_rec.encoder.tokenizer.encode(text).ids)
         details[f"query-{name}"] = f"{tokens} tokens, reading: {any_rec.query_reading(text)}"
-        if any_rec.facets is not None:  # what the facets cost, side by side with the encoder alone
-            details[f"query-{name}-encoder-only"] = f"{tokens} tokens, facets=False"
+        if any_rec.descriptions is not None:  # what the description model costs, beside the encoder alone
+            details[f"query-{name}-encoder-only"] = f"{tokens} tokens, descriptions=False"
     details["recommend"] = f"{len(history)}-item history"
     calls: dict[str, Callable[[], object]] = {}
     for threads, rec in recommenders.items():
         for name, text in QUERY_TEXTS.items():
             calls[f"query-{name}@{threads}"] = lambda rec=rec, text=text: rec.query(text, k=TOP_K)
-            if rec.facets is not None:
+            if rec.descriptions is not None:
                 calls[f"query-{name}-encoder-only@{threads}"] = (
-                    lambda rec=rec, text=text: rec.query(text, k=TOP_K, facets=False))
+                    lambda rec=rec, text=text: rec.query(text, k=TOP_K, descriptions=False))
         calls[f"recommend@{threads}"] = lambda rec=rec: rec.recommend(history, k=TOP_K)
     samples = interleaved_seconds(calls, rounds=config.rounds, warmup=config.warmup, seed=config.seed)
     rows = []

@@ -191,26 +191,28 @@ def write_bundle_files(
     user: UserSpec,
     name: str,
     provenance: Mapping[str, Any],
-    facets_from: Bundle | None = None,
+    descriptions_from: Bundle | None = None,
 ) -> Manifest:
     """Write every file of a bundle whose items and index are in memory through ``writer`` and publish it
     (bundle-home updates; builds stream through ``write_streamed_bundle``). ``index`` is released.
 
-    ``facets_from``: a bundle whose facets (edgerec.facets) carry over. Its centroids stay valid when
-    a few items change in the same vector space; a new catalogue (``edgerec build``) starts without.
+    ``descriptions_from``: a bundle whose description model (edgerec.descriptions) carries over. It
+    writes into the index's space, learnt on that bundle's catalogue, so it stays valid when a few items
+    change; a new catalogue (``edgerec build``) starts without.
     """
     model.copy_into(writer)
-    facets = None
-    if facets_from is not None and facets_from.manifest.facets is not None:
-        facets = facets_from.manifest.facets
-        writer.copy_in("facets", facets_from.path("facets"), sha256=facets_from.manifest.files["facets"].sha256)
+    descriptions = None
+    if descriptions_from is not None and descriptions_from.manifest.descriptions is not None:
+        descriptions = descriptions_from.manifest.descriptions
+        writer.copy_in("descriptions", descriptions_from.path("descriptions"),
+                       sha256=descriptions_from.manifest.files["descriptions"].sha256)
     spec = index.spec
     write_index(writer, index)
     writer.write("items", table.serialized())
     items_spec = ItemsSpec(count=len(table), id_field=table.id_field, text_fields=tuple(text_fields),
                            columns=table.columns())
     return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
-                         provenance=provenance, facets=facets)
+                         provenance=provenance, descriptions=descriptions)
 
 
 def write_index(writer: BundleWriter, index: ItemIndex | IndexFile) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import BundleError, IntegrityError, ManifestError, WriteError
 from .faults import fault_point
-from .manifest import MANIFEST_NAME, EncoderSpec, FacetSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
+from .manifest import MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
 
 # Canonical file names a writer uses for each role.
 FILE_NAMES = {
@@ -37,7 +37,7 @@ FILE_NAMES = {
     "index": "index.hnsw",
     "items": "items.jsonl",
     "notice": "NOTICE",
-    "facets": "facets.f32",
+    "descriptions": "descriptions.onnx",
 }
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _CHUNK = 1 << 20
@@ -208,7 +208,7 @@ class BundleWriter:
         items: ItemsSpec,
         provenance: Mapping[str, Any],
         user: UserSpec = UserSpec(),
-        facets: FacetSpec | None = None,
+        descriptions: DescriptionSpec | None = None,
     ) -> Manifest:
         files = {}
         for role, file_name in FILE_NAMES.items():
@@ -223,7 +223,7 @@ class BundleWriter:
                 continue
             files[role] = FileEntry(path=file_name, size=size, sha256=digest)
         manifest = Manifest(name=name, files=files, encoder=encoder, index=index, items=items, user=user,
-                            provenance=provenance, facets=facets)
+                            provenance=provenance, descriptions=descriptions)
         manifest_path = self.staging / MANIFEST_NAME
         data = manifest.to_json().encode("utf-8")
         _check_landed(manifest_path, *write_new_file(manifest_path, [data]))

@@ -120,18 +120,18 @@ def main() -> None:
 @main.command()
 @click.argument("text")
 @click.option("--encoder-only", is_flag=True,
-              help="Answer with the encoder alone; the bundle's facets head never takes part.")
+              help="Answer with the encoder alone; the bundle's description model never takes part.")
 @runtime_options
 def query(text: str, encoder_only: bool, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
           bundle: str | None) -> None:
     """Items matching TEXT (use - to read the text from stdin).
 
-    When the encoder answers a description weakly, the bundle's facets head
-    (if it has one) takes part: see README, "Descriptive queries".
+    When the encoder answers a description weakly, the bundle's description
+    model (if it has one) takes part: see README, "Descriptive queries".
     """
     text = _read_stdin_text() if text == "-" else _argv_text(text)
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
-    _print(rec.query(text, k=k, facets=not encoder_only), as_json)
+    _print(rec.query(text, k=k, descriptions=not encoder_only), as_json)
 
 
 @main.command()
@@ -269,9 +269,10 @@ def info(as_json: bool, bundle: str | None) -> None:
         f"max {manifest.encoder.max_length} tokens, inputs {', '.join(manifest.encoder.inputs)}",
         f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
         f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}",
-        *([f"facets      {len(manifest.facets.names)} ({', '.join(manifest.facets.names)}); they take part "
-            f"when a query's top-10 margin < {manifest.facets.max_margin} and its top title holds < "
-            f"{manifest.facets.min_title_cover:.2f} of its words"] if manifest.facets else []),
+        *([f"descriptions  a {manifest.descriptions.model.dim}-d model; it takes part when a query's top-10 "
+            f"margin < {manifest.descriptions.max_margin} and its top title holds < "
+            f"{manifest.descriptions.min_title_cover:.2f} of its words (weight {manifest.descriptions.weight})"]
+          if manifest.descriptions else []),
         "files",
     ]
     for role, entry in sorted(manifest.files.items()):

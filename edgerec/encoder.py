@@ -216,10 +216,6 @@ class TextEncoder:
         """One text's vector: the query path. Same result as ``encode([text])[0]``, with
         less numpy around the model (no padding, so no mask arithmetic), because at
         ~0.5 ms a query that overhead is a visible share."""
-        return self.encode_one_with_ids(text)[0]
-
-    def encode_one_with_ids(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """``encode_one``'s vector and the token ids it was made from (the facets head reads them too)."""
         ids = np.asarray([self.tokenizer.encode(text).ids], dtype=np.int64)
         ones = np.ones_like(ids)
         feed = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
@@ -227,11 +223,7 @@ class TextEncoder:
         vector = hidden[0, 0] if self.spec.pooling == "cls" else hidden[0].mean(axis=0)
         if self.spec.normalize:
             vector = vector / max(float(np.sqrt(vector @ vector)), 1e-12)
-        return vector.astype(np.float32, copy=False), ids[0]
-
-    def token_ids(self, text: str) -> np.ndarray:
-        """The tokenizer's ids for one text, special tokens included, as the model sees them."""
-        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+        return vector.astype(np.float32, copy=False)
 
     def model_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's input arrays for one batch of texts (padded to the longest): for calibration and timing."""

@@ -19,9 +19,11 @@ from typing import Any, Mapping
 from .errors import ManifestError
 
 FORMAT = "edgerec-bundle"
-SCHEMA_VERSION = 1         # what a bundle without facets is written as, so older readers still open it
-FACETS_SCHEMA_VERSION = 2  # facets need a reader that knows them: older ones say "upgrade edgerec"
-READABLE_VERSIONS = (SCHEMA_VERSION, FACETS_SCHEMA_VERSION)
+SCHEMA_VERSION = 1  # what a bundle without a description model is written as, so older readers still open it
+# A description model needs a reader that knows it: older ones say "upgrade edgerec". Version 2
+# (a genre head in its place) was never released, and no longer read.
+DESCRIPTIONS_SCHEMA_VERSION = 3
+READABLE_VERSIONS = (SCHEMA_VERSION, DESCRIPTIONS_SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 
 # Roles every bundle has; the reader refuses a manifest missing one.
@@ -154,22 +156,18 @@ class UserSpec:
 
 
 @dataclass(frozen=True)
-class FacetSpec:
-    """The facets file (edgerec.facets): a query head for descriptive queries, and when to use it.
+class DescriptionSpec:
+    """The description model (edgerec.descriptions): a second ONNX encoder, sharing the bundle's
+    tokenizer, that reads a whole query into the index's space; and when to use it.
 
-    The file is little-endian float32, in this order: the head's weights
-    (``vocab_size`` rows of one weight per name), one bias per name, and one
-    unit centroid per name in the index's space (``dim`` floats each).
-    The facets take part in a query when the encoder's best score leads its
-    10th by less than ``max_margin`` and the top item's ``title_field`` holds
-    less than ``min_title_cover`` of the query's words (``stopwords`` left
-    out): then their vector, times ``weight``, is added to the encoder's.
+    ``model`` says how to run it, as ``encoder`` does for the encoder. It takes
+    part in a query when the encoder's best score leads its 10th by less than
+    ``max_margin`` and the top item's ``title_field`` holds less than
+    ``min_title_cover`` of the query's words (``stopwords`` left out): then its
+    vector, times ``weight``, is added to the encoder's and the sum is searched.
     """
 
-    names: tuple[str, ...]
-    vocab_size: int
-    dim: int
-    temperature: float
+    model: EncoderSpec
     max_margin: float
     min_title_cover: float
     weight: float
@@ -177,21 +175,14 @@ class FacetSpec:
     stopwords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _require(len(self.names) > 0 and len(set(self.names)) == len(self.names),
-                 f"facets.names must be distinct names, got {list(self.names)!r}")
-        _positive_int(self.vocab_size, "facets.vocab_size")
-        _positive_int(self.dim, "facets.dim")
-        for name, low, high in (("temperature", 1e-3, 100.0), ("max_margin", 0.0, 2.0), ("min_title_cover", 0.0, 1.0),
-                                ("weight", 0.0, 100.0)):
+        _require(isinstance(self.model, EncoderSpec), "descriptions.model must be an object")
+        for name, low, high in (("max_margin", 0.0, 2.0), ("min_title_cover", 0.0, 1.0), ("weight", 0.0, 100.0)):
             value = getattr(self, name)
             _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                     and low <= value <= high, f"facets.{name} must be a number in [{low}, {high}], got {value!r}")
+                     and low <= value <= high,
+                     f"descriptions.{name} must be a number in [{low}, {high}], got {value!r}")
         _require(isinstance(self.title_field, str) and self.title_field != "",
-                 f"facets.title_field must be a column name, got {self.title_field!r}")
-
-    @property
-    def file_size(self) -> int:
-        return 4 * (self.vocab_size * len(self.names) + len(self.names) + len(self.names) * self.dim)
+                 f"descriptions.title_field must be a column name, got {self.title_field!r}")
 
 
 @dataclass(frozen=True)
@@ -205,7 +196,7 @@ class Manifest:
     items: ItemsSpec
     user: UserSpec = field(default_factory=UserSpec)
     provenance: Mapping[str, Any] = field(default_factory=dict)
-    facets: FacetSpec | None = None
+    descriptions: DescriptionSpec | None = None
     format: str = FORMAT
     schema_version: int | None = None  # None: the lowest version that holds this content
 
@@ -222,25 +213,23 @@ class Manifest:
                  f"encoder.dim {self.encoder.dim} differs from index.dim {self.index.dim}")
         _require(self.items.count == self.index.count,
                  f"items.count {self.items.count} differs from index.count {self.index.count}")
-        _require(("facets" in self.files) == (self.facets is not None),
-                 "files.facets and the facets section come together; one is missing")
-        if self.facets is not None:
-            _require(self.facets.dim == self.encoder.dim,
-                     f"facets.dim {self.facets.dim} differs from encoder.dim {self.encoder.dim}")
-            _require(self.facets.vocab_size == self.encoder.vocab_size,
-                     f"facets.vocab_size {self.facets.vocab_size} differs from encoder.vocab_size "
-                     f"{self.encoder.vocab_size}")
-            _require(self.facets.title_field in self.items.columns,
-                     f"facets.title_field {self.facets.title_field!r} is not among items.columns")
-            _require(self.files["facets"].size == self.facets.file_size,
-                     f"files.facets is {self.files['facets'].size} bytes; the facets section needs "
-                     f"{self.facets.file_size}")
-        needed = SCHEMA_VERSION if self.facets is None else FACETS_SCHEMA_VERSION
+        _require(("descriptions" in self.files) == (self.descriptions is not None),
+                 "files.descriptions and the descriptions section come together; one is missing")
+        if self.descriptions is not None:
+            model = self.descriptions.model
+            _require(model.dim == self.encoder.dim,
+                     f"descriptions.model.dim {model.dim} differs from encoder.dim {self.encoder.dim}")
+            _require(model.vocab_size == self.encoder.vocab_size,
+                     f"descriptions.model.vocab_size {model.vocab_size} differs from encoder.vocab_size "
+                     f"{self.encoder.vocab_size} (the two share one tokenizer)")
+            _require(self.descriptions.title_field in self.items.columns,
+                     f"descriptions.title_field {self.descriptions.title_field!r} is not among items.columns")
+        needed = SCHEMA_VERSION if self.descriptions is None else DESCRIPTIONS_SCHEMA_VERSION
         if self.schema_version is None:
             object.__setattr__(self, "schema_version", needed)
         _require(self.schema_version == needed,
                  f"schema_version {self.schema_version} does not fit the content: a bundle "
-                 f"{'with' if self.facets else 'without'} facets is version {needed}; rebuild the bundle")
+                 f"{'with' if self.descriptions else 'without'} a description model is version {needed}; rebuild the bundle")
 
     # -- one writer -------------------------------------------------------
     def to_json(self) -> str:
@@ -255,8 +244,8 @@ class Manifest:
             "user": asdict(self.user),
             "provenance": dict(self.provenance),
         }
-        if self.facets is not None:  # absent, not null: a bundle without facets stays readable by version-1 readers
-            body["facets"] = asdict(self.facets)
+        if self.descriptions is not None:  # absent, not null: a bundle without one stays readable by version-1 readers
+            body["descriptions"] = asdict(self.descriptions)
         body["checksum"] = _checksum(body)
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
@@ -270,7 +259,7 @@ class Manifest:
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
         keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance",
-                "facets", "checksum"}
+                "descriptions", "checksum"}
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
         if "checksum" in raw:
@@ -292,14 +281,20 @@ class Manifest:
                 items=_build(ItemsSpec, raw["items"], "items", tuples=("text_fields", "columns")),
                 user=_build(UserSpec, raw.get("user", {}), "user"),
                 provenance=_obj(raw.get("provenance", {}), "provenance"),
-                facets=(_build(FacetSpec, raw["facets"], "facets", tuples=("names", "stopwords"))
-                        if "facets" in raw else None),
+                descriptions=_description_spec(raw["descriptions"]) if "descriptions" in raw else None,
                 schema_version=raw["schema_version"],
             )
         except KeyError as exc:
             raise ManifestError(f"manifest.json: missing field {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ManifestError(f"manifest.json: {exc}") from None
+
+
+def _description_spec(value: Any) -> DescriptionSpec:
+    body = dict(_obj(value, "descriptions"))
+    if "model" in body:
+        body["model"] = _build(EncoderSpec, body["model"], "descriptions.model", tuples=("inputs",))
+    return _build(DescriptionSpec, body, "descriptions", tuples=("stopwords",))
 
 
 def _check_version(version: Any) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from .bundle import Bundle, open_bundle
 from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError, UnknownItemError
-from .facets import ROUTE_PROBE, QueryFacets
+from .descriptions import ROUTE_PROBE, DescriptionModel
 from .index import ItemIndex
 from .items import ItemTable
 from .user import user_vector
@@ -75,12 +75,12 @@ class Recommender:
     _load_options: tuple[int | None, str, int | None] = (DEFAULT_THREADS, "cpu", None)
 
     def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable,
-                 facets: QueryFacets | None = None) -> None:
+                 descriptions: DescriptionModel | None = None) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.index = index
         self.items = items
-        self.facets = facets  # the head for descriptive queries, when the bundle has one (edgerec.facets)
+        self.descriptions = descriptions  # for descriptive queries, when the bundle has one (edgerec.descriptions)
 
     @classmethod
     def load(
@@ -112,8 +112,11 @@ class Recommender:
             encoder = TextEncoder(
                 bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
             )
-        facets = QueryFacets.load(bundle.path("facets"), manifest.facets) if manifest.facets is not None else None
-        recommender = cls(bundle, encoder, index, items, facets)
+        descriptions = None
+        if manifest.descriptions is not None:
+            descriptions = DescriptionModel.load(bundle.path("descriptions"), bundle.path("tokenizer"),
+                                                 manifest.descriptions, threads=threads, device=device)
+        recommender = cls(bundle, encoder, index, items, descriptions)
         recommender._load_options = (threads, device, ef)
         return recommender
 
@@ -161,34 +164,36 @@ class Recommender:
         return self.encoder.encode(cleaned, batch_size=batch_size)
 
     # -- recommendations -----------------------------------------------------
-    def query(self, text: str, k: int = 10, *, facets: bool = True) -> list[Recommendation]:
+    def query(self, text: str, k: int = 10, *, descriptions: bool = True) -> list[Recommendation]:
         """Items that match a free-text description.
 
-        When the bundle has facets and the encoder's answer is weak (flat
-        scores, a top title unrelated to the query), the facets head takes part
-        (edgerec.facets): its genre reading is added to the encoder's vector.
-        ``facets=False`` always takes the encoder's answer alone;
-        ``query_reading`` tells which a text gets.
+        When the bundle has a description model and the encoder's answer is
+        weak (flat scores, a top title unrelated to the query), the model takes
+        part (edgerec.descriptions): its reading of the whole sentence is added
+        to the encoder's vector. ``descriptions=False`` always takes the
+        encoder's answer alone; ``query_reading`` tells which a text gets.
         """
         k = self._check_k(k)
-        if not isinstance(facets, bool):
-            raise TypeError(f"facets must be a bool, got {type(facets).__name__}")
-        labels, scores, _ = self._answer(clean_text(text), k, use_facets=facets)
+        if not isinstance(descriptions, bool):
+            raise TypeError(f"descriptions must be a bool, got {type(descriptions).__name__}")
+        labels, scores, _ = self._answer(clean_text(text), k, use_descriptions=descriptions)
         return self._results(labels, scores)
 
     def query_reading(self, text: str) -> str:
-        """How ``query`` reads ``text``: "encoder" (the encoder alone) or "blend" (the facets take part)."""
-        return self._answer(clean_text(text), 1, use_facets=True)[2]
+        """How ``query`` reads ``text``: "encoder" (the encoder alone) or "blend" (the description
+        model takes part)."""
+        return self._answer(clean_text(text), 1, use_descriptions=True)[2]
 
-    def _answer(self, text: str, k: int, *, use_facets: bool) -> tuple[np.ndarray, np.ndarray, str]:
-        vector, token_ids = self.encoder.encode_one_with_ids(text)
-        if not use_facets or self.facets is None:
+    def _answer(self, text: str, k: int, *, use_descriptions: bool) -> tuple[np.ndarray, np.ndarray, str]:
+        vector = self.encoder.encode_one(text)
+        model = self.descriptions
+        if not use_descriptions or model is None:
             return *self.index.search(vector, k), "encoder"
         labels, scores = self.index.search(vector, min(max(k, ROUTE_PROBE), len(self.items)))
-        top_title = str(self.items.records[int(labels[0])].get(self.facets.spec.title_field, "")) if len(labels) else ""
-        if not self.facets.take_part(text, scores, top_title):
+        top_title = str(self.items.records[int(labels[0])].get(model.spec.title_field, "")) if len(labels) else ""
+        if not model.take_part(text, scores, top_title):
             return labels[:k], scores[:k], "encoder"
-        return *self.index.search(self.facets.blend(vector, token_ids), k), "blend"
+        return *self.index.search(model.blend(vector, model.read(text)), k), "blend"
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items like ``item_id`` (the item itself is left out)."""

@@ -323,7 +323,7 @@ class Store:
                 return write_bundle_files(
                     writer, table=table, index=index, model=ModelFiles.of_bundle(current),
                     text_fields=text_fields, user=manifest.user, name=manifest.name, provenance=provenance,
-                    facets_from=current,
+                    descriptions_from=current,
                 )
 
         self._commit(write_version, previous=current.version, name=report.version)
@@ -475,7 +475,7 @@ def _copy_bundle(bundle: Bundle, out: Path) -> Any:
                 writer.copy_in(role, bundle.path(role), sha256=entry.sha256)
         return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
                              items=manifest.items, user=manifest.user, provenance=manifest.provenance,
-                             facets=manifest.facets)
+                             descriptions=manifest.descriptions)
 
 
 def _rename_id(record: Mapping[str, Any], catalog_field: str, bundle_field: str) -> dict[str, Any]:

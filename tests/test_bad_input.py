@@ -189,8 +189,8 @@ def test_lone_surrogates_become_the_replacement_character():
 
 def test_a_10_mb_text_costs_what_its_first_32_kib_costs(tiny_recommender, monkeypatch):
     seen: list[int] = []
-    encode_one = tiny_recommender.encoder.encode_one_with_ids
-    monkeypatch.setattr(tiny_recommender.encoder, "encode_one_with_ids",
+    encode_one = tiny_recommender.encoder.encode_one
+    monkeypatch.setattr(tiny_recommender.encoder, "encode_one",
                         lambda text: seen.append(len(text)) or encode_one(text))
     started = time.perf_counter()
     huge = tiny_recommender.query(TEN_MB, k=5)
@@ -223,7 +223,6 @@ def test_empty_text_never_reaches_the_tokenizer_or_the_model(tiny_recommender, m
         raise AssertionError("the encoder was called for an empty text")
 
     monkeypatch.setattr(tiny_recommender.encoder, "encode_one", refuse)
-    monkeypatch.setattr(tiny_recommender.encoder, "encode_one_with_ids", refuse)
     with pytest.raises(EmptyQueryError):
         tiny_recommender.query(text)
 
@@ -314,7 +313,7 @@ def test_an_unexpected_library_failure_is_one_line_exit_1(tiny_bundle, monkeypat
     class Panic(BaseException):  # what pyo3's PanicException derives from
         pass
 
-    def panics(self: Recommender, text: str, k: int = 10, *, facets: bool = True) -> None:
+    def panics(self: Recommender, text: str, k: int = 10, *, descriptions: bool = True) -> None:
         raise Panic("tokenizer panicked")
 
     monkeypatch.setattr(Recommender, "query", panics)

@@ -1,0 +1,365 @@
+"""`python -m export descriptions`: teach a bundle to read descriptive queries.
+
+The shipped encoder is a bag of word pieces (no transformer layers): "a heist
+movie with a clever twist" finds A Simple Twist of Fate (the title shares
+"twist") and Heinlein's Puppet Masters ("heist" is `he ##ist`).
+all-mpnet-base-v2 reads the sentence (to it a heist is a robbery) and knows
+which films are crime thrillers, but costs 20-30 ms a query. This stage
+distils that reading into a small contextual model the runtime can afford
+(edgerec.descriptions):
+
+1. Targets. mpnet reads ~70k texts: phrases built from wordfreq's frequent
+   English words, the catalogue's item texts and query-like texts. For each,
+   its top catalogue items (standardised cosine between mpnet vectors) are
+   mixed in the bundle index's own space (softmax(z) x log(2 + ratings)):
+   searching the index with that vector finds what mpnet finds, among films
+   people know.
+2. The model. A few layers of all-MiniLM-L6-v2 (its tokenizer is the
+   bundle's) learn those vectors (export/fit.py) on all texts but a held-out
+   5%, then go to ONNX (checked against torch) and INT8 (checked against fp32).
+3. The blend weight: of the model's vector added to the encoder's, the one
+   whose lists agree best with the references on the held-out texts.
+
+The 40 QUERY_TEXTS are never trained on: the stage measures on them, against
+the same kind of mpnet reference, what each reading and the shipped rule give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .fit import FitConfig, encode, fit, save
+from .query_texts import query_like_texts
+from .sources import QUERY_TEXTS, TeacherFacts, english_words, mpnet_reader
+
+# Phrase shapes: one word, and two or three words in a sentence a user might type.
+_ONE = ("a {a} movie", "{a}", "movies about {a}", "a film with {a}", "something {a}", "{a} film")
+_MANY = ("a {a} movie with a {b} {c}", "{a} {b}", "a {a} film about {b}", "{a} and {b}", "{a} {b} set in {c}",
+         "a {a} {b} movie", "movie about a {a} {b}", "{a} {b} with {c}")
+
+# Words that say nothing about which item is meant: a query's share of the top title's words ignores them.
+STOPWORDS = ("a", "an", "the", "of", "and", "in", "on", "with", "for", "to", "about", "movie", "movies", "film",
+             "films", "like", "something", "set", "that", "you", "from", "by", "lots", "story")
+
+MODEL_DIR = "descriptions-model"
+
+
+@dataclass(frozen=True)
+class DescriptionConfig:
+    single_words: int = 45000    # "a {word} movie" and kin, one per word: rare words too ("heist" is 17,378th)
+    composed: int = 20000        # two- and three-word phrases
+    composed_vocabulary: int = 6000  # the most frequent words the composed phrases draw from
+    # Every word once more as the topic of a composed phrase: a rare word ("heist") learnt from its
+    # one-word phrase alone does not hold its meaning inside a sentence.
+    topic_phrases: bool = True
+    query_texts: int = 3000      # query-like texts made from the catalogue (titles, genres)
+    layers: tuple[int, ...] = (1, 3, 5)  # of all-MiniLM-L6-v2's six: query time is roughly linear in them
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=3, learning_rate=1e-4,
+                                                             embedding_learning_rate=1e-3, max_length=48))
+    kernel_items: int = 30       # mpnet's top items that make a target vector
+    max_margin: float = 0.2      # the model takes part when best - 10th best cosine is below this ...
+    min_title_cover: float = 2 / 3  # ... and the top title holds less than this share of the query's words
+    weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # of the model's vector added to the encoder's:
+                                                             # the best on held-out texts is kept
+    fp32_min_cosine: float = 0.9999
+    int8_min_mean_cosine: float = 0.98
+    int8_min_cosine: float = 0.90
+    seed: int = 0
+
+
+def training_phrases(config: DescriptionConfig) -> list[str]:
+    """Distinct phrases, reproducible by seed; the evaluation's QUERY_TEXTS are left out."""
+    rng = random.Random(config.seed)
+    words = english_words(config.single_words)
+    phrases = {rng.choice(_ONE).format(a=w) for w in words}
+    common = words[: config.composed_vocabulary]
+    target = len(phrases) + config.composed
+    while len(phrases) < target:
+        a, b, c = rng.sample(common, 3)
+        phrases.add(rng.choice(_MANY).format(a=a, b=b, c=c))
+    phrases -= set(QUERY_TEXTS)
+    return sorted(phrases)
+
+
+def topic_phrases(config: DescriptionConfig) -> list[str]:
+    """One composed phrase per word, the word as its topic and frequent words around it; distinct
+    from ``training_phrases`` and QUERY_TEXTS."""
+    if not config.topic_phrases:
+        return []
+    rng = random.Random(config.seed + 1)
+    words = english_words(config.single_words)
+    common = words[: config.composed_vocabulary]
+    phrases = {rng.choice(_MANY).format(a=w, b=rng.choice(common), c=rng.choice(common)) for w in words}
+    return sorted(phrases - set(training_phrases(config)) - set(QUERY_TEXTS))
+
+
+def read_with_mpnet(texts: Sequence[str], model_dir: Path, cache: Path, progress: Any = None) -> np.ndarray:
+    """mpnet's unit vectors for ``texts``, cached in ``cache`` under a hash of the texts."""
+    key = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
+    path = cache / f"mpnet-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    from transformers import AutoModel, AutoTokenizer
+
+    model, tokenizer = AutoModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    rows = []
+    step = 512
+    for start in range(0, len(texts), step):
+        rows.append(encode(model, tokenizer, texts[start : start + step], batch_size=128))
+        if progress is not None:
+            progress("mpnet", min(start + step, len(texts)), len(texts))
+    vectors = np.concatenate(rows)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def held_out_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows, training rows): 5% held out, the same rows for every run of one seed."""
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[: count // 20]), np.sort(order[count // 20 :])
+
+
+def reference_vectors(queries: np.ndarray, items: np.ndarray, item_vectors: np.ndarray, popularity: np.ndarray,
+                      top: int) -> np.ndarray:
+    """mpnet's reading of each query carried into the index's space: its ``top`` items by standardised
+    cosine (``queries`` and ``items`` are mpnet vectors), weighted by softmax(z) x log(2 + ratings),
+    mixing those items' ``item_vectors``. Searching it gives a reference top 10 for the query."""
+    prior = np.log(2.0 + popularity.astype(np.float64))
+    top = min(top, len(items) - 1)  # argpartition needs a kth inside the row
+    out = np.empty((len(queries), item_vectors.shape[1]), dtype=np.float32)
+    for start in range(0, len(queries), 2048):
+        cosines = queries[start : start + 2048] @ items.T
+        z = (cosines - cosines.mean(axis=1, keepdims=True)) / cosines.std(axis=1, keepdims=True)
+        best = np.argpartition(-z, top, axis=1)[:, :top]
+        zb = np.take_along_axis(z, best, axis=1)
+        weights = np.exp(zb - zb.max(axis=1, keepdims=True)) * prior[best]
+        mixed = np.einsum("qn,qnd->qd", weights, item_vectors[best])
+        out[start : start + 2048] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+    return out
+
+
+def write_with_descriptions(source: Any, out: Path, model: Path, spec: Any, provenance: dict[str, Any],
+                            notice: Path | None = None) -> Any:
+    """A copy of bundle ``source`` (its files unchanged, but the NOTICE when ``notice`` is given) with
+    the description model ``model`` and its section; replaces ``out``."""
+    from edgerec.bundle import BundleWriter
+
+    manifest = source.manifest
+    with BundleWriter(out, overwrite=True) as writer:
+        for role, entry in manifest.files.items():
+            if role not in ("descriptions", "notice") or (role == "notice" and notice is None):
+                writer.copy_in(role, source.path(role), sha256=entry.sha256)
+        if notice is not None:
+            writer.copy_in("notice", notice)
+        writer.copy_in("descriptions", model)
+        return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
+                             items=manifest.items, user=manifest.user, provenance=provenance, descriptions=spec)
+
+
+def blend_overlaps(rec: Any, model: Any, texts: Sequence[str], references: np.ndarray,
+                   weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """For each text: the top-10 overlap with its reference of the encoder alone, of the blend at each
+    of ``weights``, and of the model alone (in that column order); and whether the model takes part."""
+    overlaps = np.zeros((len(texts), len(weights) + 2), dtype=np.float32)
+    take_part = np.zeros(len(texts), dtype=bool)
+    for row, (text, reference) in enumerate(zip(texts, references)):
+        encoded = rec.encoder.encode_one(text)
+        labels, scores = rec.index.search(encoded, 10)
+        title = str(rec.items.records[int(labels[0])].get(model.spec.title_field, ""))
+        take_part[row] = model.take_part(text, scores, title)
+        wanted = set(rec.index.search(reference, 10)[0].tolist())
+        reading = model.read(text)
+        # The runtime's own blend at each weight, so the blend measured is the one queries get.
+        vectors = [type(model)(replace(model.spec, weight=w), model.model).blend(encoded, reading) for w in weights]
+        answers = [labels] + [rec.index.search(v, 10)[0] for v in [*vectors, reading]]
+        overlaps[row] = [len(wanted & set(a.tolist())) / 10 for a in answers]
+    return overlaps, take_part
+
+
+def measure(rec: Any, references: np.ndarray, records: Sequence[dict]) -> dict[str, Any]:
+    """On the held-out QUERY_TEXTS: top-10 overlap with mpnet's reading (``references``) of the shipped
+    rule and of the encoder alone, and, where the model takes part, of the model alone; title@1 over
+    all titles, with and without the model."""
+    model = rec.descriptions
+    rows = []
+    for text, reference in zip(QUERY_TEXTS, references):
+        wanted = set(rec.index.search(reference, 10)[0].tolist())
+        shipped = rec.query(text, 10)
+        answers = {"shipped": [rec.items.labels[r.item_id] for r in shipped],
+                   "encoder": [rec.items.labels[r.item_id] for r in rec.query(text, 10, descriptions=False)],
+                   "model_alone": rec.index.search(model.read(text), 10)[0].tolist()}
+        rows.append({"query": text, "reading": rec.query_reading(text),
+                     **{k: len(wanted & set(v)) / 10 for k, v in answers.items()},
+                     "top": [r.title for r in shipped]})
+
+    def mean(key: str, subset: list[dict]) -> float:
+        return round(float(np.mean([row[key] for row in subset])), 3) if subset else 0.0
+
+    part = [row for row in rows if row["reading"] == "blend"]
+    hits = {"encoder_only": 0, "shipped": 0}
+    blended = 0
+    for record in records:
+        hits["encoder_only"] += rec.query(record["title"], 1, descriptions=False)[0].item_id == record["id"]
+        hits["shipped"] += rec.query(record["title"], 1)[0].item_id == record["id"]
+        blended += rec.query_reading(record["title"]) == "blend"
+    return {
+        "held_out_queries": len(rows),
+        "model_takes_part": len(part),
+        "overlap_at_10_with_mpnet": {
+            "all": {"encoder_only": mean("encoder", rows), "shipped": mean("shipped", rows)},
+            "where_the_model_takes_part": {"encoder_only": mean("encoder", part), "shipped": mean("shipped", part),
+                                           "model_alone": mean("model_alone", part)},
+        },
+        "title_at_1": {**{k: round(v / len(records), 4) for k, v in hits.items()}, "titles": len(records),
+                       "model_takes_part": blended},
+        "queries": rows,
+    }
+
+
+def _export_checked(model_dir: Path, spec_of: Any, tokenizer: Path, texts: Sequence[str], reference: np.ndarray,
+                    out: Path, config: DescriptionConfig) -> tuple[Path, Any, dict[str, Any]]:
+    """The trained model to fp32 ONNX (checked against torch) and INT8 (checked against fp32)."""
+    from edgerec.encoder import TextEncoder
+
+    from .onnx_export import export_onnx
+    from .quantize import Int8Config, quantize_int8
+    from .validate import ValidationFailed, agreement, check
+
+    fp32_path = export_onnx(model_dir, out / "fp32.onnx")
+    spec = spec_of(fp32_path)
+    fp32 = TextEncoder(fp32_path, tokenizer, spec, threads=1)
+    fp32_vectors = fp32.encode(texts)
+    versus_torch = agreement(fp32_vectors, reference)
+    failures = check("descriptions fp32 vs torch", versus_torch, min_mean_cosine=config.fp32_min_cosine,
+                     min_cosine=config.fp32_min_cosine)
+    recipe = Int8Config(fuse=True, per_channel=True)
+    int8_path = quantize_int8(fp32_path, out / "int8.onnx", recipe)
+    int8 = TextEncoder(int8_path, tokenizer, spec_of(int8_path), threads=1)
+    # One text at a time, as queries are read.
+    versus_fp32 = agreement(np.concatenate([int8.encode([t]) for t in texts]), fp32_vectors)
+    failures += check("descriptions int8 vs fp32", versus_fp32, min_mean_cosine=config.int8_min_mean_cosine,
+                      min_cosine=config.int8_min_cosine)
+    if failures:
+        raise ValidationFailed("; ".join(failures))
+    report = {"fp32_vs_torch": versus_torch.as_dict(), "int8_vs_fp32": versus_fp32.as_dict(),
+              "recipe": recipe.describe(),
+              "size_bytes": {"fp32": fp32_path.stat().st_size, "int8": int8_path.stat().st_size}}
+    return int8_path, spec_of(int8_path), report
+
+
+def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Path, work: Path,
+                       base: TeacherFacts, config: DescriptionConfig = DescriptionConfig(),
+                       notice: Path | None = None, progress: Any = None) -> dict[str, Any]:
+    """Add a description model to the bundle at ``bundle_dir`` (its other files stay as they are;
+    ``notice``, if given, replaces its NOTICE), with figures measured on the rewritten bundle in its
+    provenance. ``base``: the sentence encoder whose layers the model starts from (all-MiniLM-L6-v2);
+    ``popularity``: training ratings per record."""
+    import torch
+
+    from edgerec import Recommender
+    from edgerec.bundle import open_bundle
+    from edgerec.descriptions import DescriptionModel
+    from edgerec.items import item_text
+    from edgerec.manifest import DescriptionSpec
+
+    from .distil import shallow_copy
+    from .pipeline import encoder_spec
+
+    source = open_bundle(bundle_dir)
+    rec = Recommender.load(bundle_dir)
+    ids = [record["id"] for record in records]
+    if [r[rec.items.id_field] for r in rec.items.records] != ids:
+        raise ValueError(f"{bundle_dir}: its items are not the catalogue's, in order; run the bundle stage first")
+    reader = mpnet_reader(work)
+    cache = work / "mpnet-cache"
+    items = [item_text(r, source.manifest.items.text_fields) for r in records]
+    queries = [t for t in query_like_texts(records, config.query_texts, seed=config.seed + 1)
+               if t not in set(QUERY_TEXTS)]
+    parts = [items, training_phrases(config), topic_phrases(config), queries]
+    texts = [text for part in parts for text in part]
+    print(f"[descriptions] all-mpnet-base-v2 reads {len(items)} item texts, {len(parts[1]) + len(parts[2])} "
+          f"phrases and {len(queries)} query-like texts (cached in {cache})")
+    # Read part by part, so that each part's cache outlives changes to the others.
+    mpnet = np.concatenate([read_with_mpnet(part, reader.path, cache, progress=progress) for part in parts if part])
+    item_mpnet = mpnet[: len(items)]
+    item_vectors = rec.index.vectors(range(len(rec)))
+    goal = reference_vectors(mpnet, item_mpnet, item_vectors, popularity, config.kernel_items)
+    held, train = held_out_split(len(texts), config.seed)
+
+    torch.manual_seed(config.seed)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model = shallow_copy(str(base.path), config.layers)
+    print(f"[descriptions] training {len(config.layers)} layers of {base.name} on {len(train)} texts "
+          f"({len(held)} held out): {asdict(config.fit)}")
+    losses = fit(model, tokenizer, [texts[i] for i in train], goal[train], config.fit, name="descriptions",
+                 progress=progress)
+    out = work / "descriptions"
+    model_dir = save(model, tokenizer, out / MODEL_DIR, base.path,
+                     {"layers": list(config.layers), "fit": asdict(config.fit), "loss_per_epoch": losses})
+    held_texts = [texts[i] for i in held]
+    facts = replace(base, path=model_dir)
+    print("[descriptions] ONNX and INT8, each checked against the step before")
+    int8_path, model_spec, export_report = _export_checked(
+        model_dir, lambda path: encoder_spec(facts, path), source.path("tokenizer"), held_texts[:500],
+        encode(model, tokenizer, held_texts[:500]), out, config)
+
+    def spec_with(weight: float) -> DescriptionSpec:
+        return DescriptionSpec(model=model_spec, max_margin=config.max_margin,
+                               min_title_cover=round(config.min_title_cover, 4), weight=weight,
+                               title_field="title", stopwords=STOPWORDS)
+
+    print(f"[descriptions] choosing the blend weight on {len(held)} held-out texts against mpnet's reading")
+    trial = DescriptionModel.load(int8_path, source.path("tokenizer"), spec_with(1.0), threads=1)
+    overlaps, take_part = blend_overlaps(rec, trial, held_texts, goal[held], config.weights)
+    scored = (overlaps[take_part] if take_part.any() else overlaps).mean(axis=0)
+    weight_scores = {str(w): round(float(v), 4) for w, v in zip(config.weights, scored[1:-1])}
+    weight = config.weights[int(np.argmax(scored[1:-1]))]
+    spec = spec_with(weight)
+    write_with_descriptions(source, out / "bundle", int8_path, spec, dict(source.manifest.provenance))
+    print("[descriptions] measuring the rewritten bundle on the held-out query texts")
+    shipped = Recommender.load(out / "bundle")
+    query_references = reference_vectors(read_with_mpnet(list(QUERY_TEXTS), reader.path, cache), item_mpnet,
+                                         item_vectors, popularity, config.kernel_items)
+    figures = measure(shipped, query_references, records)
+    report = {
+        "reader": reader.name,
+        "base": base.name,
+        "layers": list(config.layers),
+        "texts": {"item_texts": len(items), "phrases": len(parts[1]), "topic_phrases": len(parts[2]),
+                  "query_like": len(queries),
+                  "held_out": len(held), "phrase_source": "wordfreq English top words"},
+        "fit": asdict(config.fit),
+        "fit_loss_per_epoch": [round(x, 5) for x in losses],
+        **export_report,
+        "target": f"mpnet's top {config.kernel_items} catalogue items for the text, carried into the index's "
+                  "space (softmax(z) x log(2 + ratings))",
+        "blend_weight_chosen_on_held_out_texts": {
+            "weight": weight, "texts": int(take_part.sum()), "overlap_by_weight": weight_scores,
+            "encoder_only": round(float(scored[0]), 4), "model_alone": round(float(scored[-1]), 4)},
+        **{k: v for k, v in figures.items() if k != "queries"},
+    }
+    provenance = {**source.manifest.provenance, "descriptions": report}
+    provenance.pop("facets", None)  # the genre head this model replaced
+    write_with_descriptions(source, bundle_dir, int8_path, spec, provenance, notice=notice)
+    (work / "descriptions.json").write_text(json.dumps({**report, "queries": figures["queries"]}, indent=2) + "\n")
+    everywhere = figures["overlap_at_10_with_mpnet"]["all"]
+    part = figures["overlap_at_10_with_mpnet"]["where_the_model_takes_part"]
+    print(f"[descriptions] blend weight {weight} (held-out texts: {weight_scores}, encoder only {scored[0]:.4f}, "
+          f"model alone {scored[-1]:.4f})")
+    print(f"[descriptions] held-out query texts: the model takes part in {figures['model_takes_part']} of "
+          f"{figures['held_out_queries']}; top-10 overlap with mpnet's reading: shipped {everywhere['shipped']}, "
+          f"encoder only {everywhere['encoder_only']}; where it takes part: shipped {part['shipped']}, "
+          f"encoder only {part['encoder_only']}, model alone {part['model_alone']}")
+    print(f"[descriptions] title@1: encoder only {figures['title_at_1']['encoder_only']}, shipped "
+          f"{figures['title_at_1']['shipped']} (the model takes part in {figures['title_at_1']['model_takes_part']})")
+    return report
