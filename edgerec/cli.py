@@ -269,14 +269,14 @@ def info(as_json: bool, bundle: str | None) -> None:
         f"max {manifest.encoder.max_length} tokens, inputs {', '.join(manifest.encoder.inputs)}",
         f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
         f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}",
-        *([f"descriptions  a {manifest.descriptions.model.dim}-d model; it takes part when a query's top-10 "
+        *([f"descriptions {manifest.descriptions.model.dim}-d model; it takes part when a query's top-10 "
             f"margin < {manifest.descriptions.max_margin} and its top title holds < "
             f"{manifest.descriptions.min_title_cover:.2f} of its words (weight {manifest.descriptions.weight})"]
           if manifest.descriptions else []),
         "files",
     ]
     for role, entry in sorted(manifest.files.items()):
-        lines.append(f"  {role:<10}{entry.path:<16}{entry.size / 1e6:>8.2f} MB  sha256 {entry.sha256[:12]}")
+        lines.append(f"  {role:<13}{entry.path:<18}{entry.size / 1e6:>8.2f} MB  sha256 {entry.sha256[:12]}")
     lines.append("provenance")
     lines.extend(f"  {line}" for line in _flatten(manifest.provenance))
     lines.append(f"providers   {', '.join(providers)}")

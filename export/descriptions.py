@@ -349,7 +349,6 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
         **{k: v for k, v in figures.items() if k != "queries"},
     }
     provenance = {**source.manifest.provenance, "descriptions": report}
-    provenance.pop("facets", None)  # the genre head this model replaced
     write_with_descriptions(source, bundle_dir, int8_path, spec, provenance, notice=notice)
     (work / "descriptions.json").write_text(json.dumps({**report, "queries": figures["queries"]}, indent=2) + "\n")
     everywhere = figures["overlap_at_10_with_mpnet"]["all"]

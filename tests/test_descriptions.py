@@ -235,7 +235,7 @@ def test_cli_encoder_only_and_info(described_bundle: Path) -> None:
     assert blended.exit_code == 0 and plain.exit_code == 0
     assert blended.output != plain.output
     info = runner.invoke(main, ["info", "--bundle", str(described_bundle)])
-    assert info.exit_code == 0 and "descriptions  a 32-d model; it takes part when" in info.output
+    assert info.exit_code == 0 and "descriptions 32-d model; it takes part when" in info.output
 
 
 def _fake_reader_vectors(texts, model_dir, cache, progress=None) -> np.ndarray:

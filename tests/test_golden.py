@@ -74,18 +74,21 @@ def test_default_bundle_recommends_science_fiction_for_a_science_fiction_history
     assert sum("Sci-Fi" in r.metadata["genres"] for r in results) >= 7
 
 
-def test_default_bundle_blends_its_facets_into_descriptions(default_recommender):
+def test_default_bundle_reads_descriptions_with_its_description_model(default_recommender):
     rec = default_recommender
     described = {"western with gunfights and outlaws": "Western",
-                 "musical with lots of singing and dancing": "Musical",
                  "scary horror movie set in a haunted house": "Horror",
-                 "documentary about nature": "Documentary"}
-    with_facets = without = 0
+                 "gangster film about the mafia": "Crime",
+                 "a war film about soldiers in vietnam": "War"}
+    with_model = without = 0
     for text, genre in described.items():
         assert rec.query_reading(text) == "blend"
-        with_facets += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10))
-        without += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10, facets=False))
-    assert with_facets > without
+        with_model += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10))
+        without += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10, descriptions=False))
+    assert with_model > without
+    # A sentence whose words no title shares: the model reads what it means.
+    robbery = [r.item_id for r in rec.query("a movie about a robbery", k=10)]
+    assert {"Usual Suspects, The (1995)", "Lock, Stock & Two Smoking Barrels (1998)"} <= set(robbery)
 
 
 def test_default_bundle_keeps_titles_with_the_encoder(default_recommender):
