@@ -8,8 +8,9 @@ which films are crime thrillers, but costs 20-30 ms a query. This stage
 distils that reading into a small contextual model the runtime can afford
 (edgerec.descriptions):
 
-1. Targets. mpnet reads ~70k texts: phrases built from wordfreq's frequent
-   English words, the catalogue's item texts and query-like texts. For each,
+1. Targets. mpnet reads ~117k texts: phrases built from wordfreq's frequent
+   English words (each word alone, and again as the topic of a longer phrase),
+   the catalogue's item texts and query-like texts. For each,
    its top catalogue items (standardised cosine between mpnet vectors) are
    mixed in the bundle index's own space (softmax(z) x log(2 + ratings)):
    searching the index with that vector finds what mpnet finds, among films
