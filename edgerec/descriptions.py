@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle import Bundle
 from .encoder import TextEncoder
 from .manifest import DescriptionSpec
 from .pooling import l2_normalize
@@ -51,6 +52,15 @@ class DescriptionModel:
         """Open the model (open_bundle has verified its size and sha256 already); it shares the
         bundle's tokenizer."""
         return cls(spec, TextEncoder(model_path, tokenizer_path, spec.model, threads=threads, device=device))
+
+    @classmethod
+    def of_bundle(cls, bundle: Bundle, *, threads: int | None = None,
+                  device: str = "cpu") -> "DescriptionModel | None":
+        """The bundle's description model, or None when it has none."""
+        spec = bundle.manifest.descriptions
+        if spec is None:
+            return None
+        return cls.load(bundle.path("descriptions"), bundle.path("tokenizer"), spec, threads=threads, device=device)
 
     def take_part(self, text: str, scores: np.ndarray, top_title: str) -> bool:
         """Whether the encoder's answer (``scores`` best first, ``top_title`` of its best item) is weak

@@ -216,7 +216,8 @@ class TextEncoder:
         """One text's vector: the query path. Same result as ``encode([text])[0]``, with
         less numpy around the model (no padding, so no mask arithmetic), because at
         ~0.5 ms a query that overhead is a visible share."""
-        ids = np.asarray([self.tokenizer.encode(text).ids], dtype=np.int64)
+        encoding = self.tokenizer.encode(text)
+        ids = np.asarray([encoding.ids], dtype=np.int64)
         ones = np.ones_like(ids)
         feed = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
         hidden = self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})[0]

@@ -14,9 +14,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bundle import Bundle, open_bundle
+from .descriptions import ROUTE_PROBE, DescriptionModel
 from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError, UnknownItemError
-from .descriptions import ROUTE_PROBE, DescriptionModel
 from .index import ItemIndex
 from .items import ItemTable
 from .user import user_vector
@@ -112,10 +112,7 @@ class Recommender:
             encoder = TextEncoder(
                 bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
             )
-        descriptions = None
-        if manifest.descriptions is not None:
-            descriptions = DescriptionModel.load(bundle.path("descriptions"), bundle.path("tokenizer"),
-                                                 manifest.descriptions, threads=threads, device=device)
+        descriptions = DescriptionModel.of_bundle(bundle, threads=threads, device=device)
         recommender = cls(bundle, encoder, index, items, descriptions)
         recommender._load_options = (threads, device, ef)
         return recommender

@@ -190,8 +190,7 @@ def test_lone_surrogates_become_the_replacement_character():
 def test_a_10_mb_text_costs_what_its_first_32_kib_costs(tiny_recommender, monkeypatch):
     seen: list[int] = []
     encode_one = tiny_recommender.encoder.encode_one
-    monkeypatch.setattr(tiny_recommender.encoder, "encode_one",
-                        lambda text: seen.append(len(text)) or encode_one(text))
+    monkeypatch.setattr(tiny_recommender.encoder, "encode_one", lambda text: seen.append(len(text)) or encode_one(text))
     started = time.perf_counter()
     huge = tiny_recommender.query(TEN_MB, k=5)
     elapsed = time.perf_counter() - started
