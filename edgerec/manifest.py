@@ -326,4 +326,13 @@ def _build(kind: type, value: Any, name: str, tuples: tuple[str, ...] = ()) -> A
     missing = sorted(k for k, f in kind.__dataclass_fields__.items()
                      if k not in body and f.default is MISSING and f.default_factory is MISSING)
     _require(not missing, f"{name} lacks {missing}")
-    return kind(**body)
+    try:
+        return kind(**body)
+    except ManifestError as exc:
+        # A spec's own checks name it by its usual place ("encoder.dim"); one nested elsewhere
+        # (descriptions.model) should be named where it is.
+        section = kind.__name__.removesuffix("Spec").lower()
+        usual = f"manifest.json: {section}."
+        if name != section and str(exc).startswith(usual):
+            raise ManifestError(f"manifest.json: {name}." + str(exc)[len(usual):]) from None
+        raise
