@@ -17,7 +17,11 @@ distils that reading into a small contextual model the runtime can afford
    people know.
 2. The model. A few layers of all-MiniLM-L6-v2 (its tokenizer is the
    bundle's) learn those vectors (export/fit.py) on all texts but a held-out
-   5%, then go to ONNX (checked against torch) and INT8 (checked against fp32).
+   5%. A rare word seen in one or two phrases is learnt alone but not inside
+   a sentence, so a second round probes every word in a new phrase and gives
+   the words read furthest from their targets many more phrases, trained
+   beside a replay of the first round's texts. Then ONNX (checked against
+   torch) and INT8 (checked against fp32).
 3. The blend weight: of the model's vector added to the encoder's, the one
    whose lists agree best with the references on the held-out texts.
 
@@ -64,6 +68,13 @@ class DescriptionConfig:
     layers: tuple[int, ...] = (1, 3, 5)  # of all-MiniLM-L6-v2's six: query time is roughly linear in them
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=3, learning_rate=1e-4,
                                                              embedding_learning_rate=1e-3, max_length=48))
+    # A second round for the words the first reads worst inside a sentence: every word is probed in one
+    # new phrase; the worst get many more, trained beside a replay of the first round's texts.
+    hard_words: int = 2000
+    contexts_per_hard_word: int = 12
+    replay: int = 30000
+    second_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=2, learning_rate=1e-4,
+                                                                    embedding_learning_rate=1e-3, max_length=48))
     kernel_items: int = 30       # mpnet's top items that make a target vector
     max_margin: float = 0.2      # the model takes part when best - 10th best cosine is below this ...
     min_title_cover: float = 2 / 3  # ... and the top title holds less than this share of the query's words
@@ -99,6 +110,36 @@ def topic_phrases(config: DescriptionConfig) -> list[str]:
     common = words[: config.composed_vocabulary]
     phrases = {rng.choice(_MANY).format(a=w, b=rng.choice(common), c=rng.choice(common)) for w in words}
     return sorted(phrases - set(training_phrases(config)) - set(QUERY_TEXTS))
+
+
+def word_phrases(words: Sequence[str], per_word: int, common: Sequence[str], seed: int,
+                 taken: set[str]) -> list[tuple[str, str]]:
+    """(word, phrase) pairs: each word in up to ``per_word`` new composed phrases, in a random slot among
+    frequent words; no phrase is in ``taken`` or repeated."""
+    rng = random.Random(seed)
+    seen = set(taken)
+    pairs = []
+    for word in words:
+        made = 0
+        for _ in range(4 * per_word):  # a bound: a tiny vocabulary may not give per_word new phrases
+            if made == per_word:
+                break
+            slots = {"a": rng.choice(common), "b": rng.choice(common), "c": rng.choice(common)}
+            shape = rng.choice(_MANY)
+            slots[rng.choice([s for s in "abc" if "{" + s + "}" in shape])] = word
+            phrase = shape.format(**slots)
+            if phrase not in seen:
+                seen.add(phrase)
+                pairs.append((word, phrase))
+                made += 1
+    return pairs
+
+
+def hard_words(probes: Sequence[tuple[str, str]], readings: np.ndarray, targets: np.ndarray,
+               count: int) -> list[str]:
+    """The ``count`` words whose probe phrases are read furthest from their targets, worst first."""
+    cosines = (readings * targets).sum(axis=1)
+    return [probes[i][0] for i in np.argsort(cosines, kind="stable")[:count]]
 
 
 def read_with_mpnet(texts: Sequence[str], model_dir: Path, cache: Path, progress: Any = None) -> np.ndarray:
@@ -256,6 +297,30 @@ def _export_checked(model_dir: Path, spec_of: Any, tokenizer: Path, texts: Seque
     return int8_path, spec_of(int8_path), report
 
 
+def _first_round(base: TeacherFacts, tokenizer: Any, texts: list[str], targets: np.ndarray,
+                 config: DescriptionConfig, out: Path, progress: Any) -> tuple[Any, list[float]]:
+    """The model after the first round, and its loss per epoch: reloaded from ``out`` when it was trained
+    there on the same texts with the same settings (the round takes ~40 minutes), else trained and saved."""
+    from transformers import AutoModel
+
+    from .distil import shallow_copy
+
+    record = {"layers": list(config.layers), "fit": asdict(config.fit),
+              "texts_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()}
+    saved = out / "edgerec_training.json"
+    if saved.is_file():
+        previous = json.loads(saved.read_text())
+        if {k: previous.get(k) for k in record} == record:
+            print(f"[descriptions] first round: reusing {out}")
+            return AutoModel.from_pretrained(out), previous["loss_per_epoch"]
+    model = shallow_copy(str(base.path), config.layers)
+    print(f"[descriptions] first round: {len(config.layers)} layers of {base.name} on {len(texts)} texts: "
+          f"{asdict(config.fit)}")
+    losses = fit(model, tokenizer, texts, targets, config.fit, name="descriptions", progress=progress)
+    save(model, tokenizer, out, base.path, {**record, "loss_per_epoch": losses})
+    return model, losses
+
+
 def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Path, work: Path,
                        base: TeacherFacts, config: DescriptionConfig = DescriptionConfig(),
                        notice: Path | None = None, progress: Any = None) -> dict[str, Any]:
@@ -271,7 +336,6 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     from edgerec.items import item_text
     from edgerec.manifest import DescriptionSpec
 
-    from .distil import shallow_copy
     from .pipeline import encoder_spec
 
     source = open_bundle(bundle_dir)
@@ -299,14 +363,33 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    model = shallow_copy(str(base.path), config.layers)
-    print(f"[descriptions] training {len(config.layers)} layers of {base.name} on {len(train)} texts "
-          f"({len(held)} held out): {asdict(config.fit)}")
-    losses = fit(model, tokenizer, [texts[i] for i in train], goal[train], config.fit, name="descriptions",
-                 progress=progress)
     out = work / "descriptions"
+    train_texts = [texts[i] for i in train]
+    model, losses = _first_round(base, tokenizer, train_texts, goal[train], config, out / "round-1", progress)
+
+    def goals(phrases: list[str]) -> np.ndarray:
+        return reference_vectors(read_with_mpnet(phrases, reader.path, cache, progress=progress), item_mpnet,
+                                 item_vectors, popularity, config.kernel_items)
+
+    words = english_words(config.single_words)
+    common = words[: config.composed_vocabulary]
+    probes = word_phrases(words, 1, common, config.seed + 2, set(texts) | set(QUERY_TEXTS))
+    print(f"[descriptions] probing each of {len(probes)} words in a new phrase")
+    probe_goal = goals([p for _, p in probes])
+    hard = hard_words(probes, encode(model, tokenizer, [p for _, p in probes], max_length=config.fit.max_length),
+                      probe_goal, config.hard_words)
+    contexts = [p for _, p in word_phrases(hard, config.contexts_per_hard_word, common, config.seed + 3,
+                                           set(texts) | set(QUERY_TEXTS) | {p for _, p in probes})]
+    replay = np.sort(np.random.default_rng(config.seed).choice(train, min(config.replay, len(train)), replace=False))
+    second = [p for _, p in probes] + contexts + [texts[i] for i in replay]
+    print(f"[descriptions] second round: the {len(hard)} words read worst in {len(contexts)} new phrases, the "
+          f"probes and {len(replay)} first-round texts: {asdict(config.second_fit)}")
+    second_goal = np.concatenate([probe_goal, goals(contexts), goal[replay]])
+    second_losses = fit(model, tokenizer, second, second_goal, config.second_fit, name="descriptions, round 2",
+                        progress=progress)
     model_dir = save(model, tokenizer, out / MODEL_DIR, base.path,
-                     {"layers": list(config.layers), "fit": asdict(config.fit), "loss_per_epoch": losses})
+                     {"layers": list(config.layers), "fit": asdict(config.fit), "loss_per_epoch": losses,
+                      "second_fit": asdict(config.second_fit), "second_loss_per_epoch": second_losses})
     held_texts = [texts[i] for i in held]
     facts = replace(base, path=model_dir)
     print("[descriptions] ONNX and INT8, each checked against the step before")
@@ -341,6 +424,9 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
                   "held_out": len(held), "phrase_source": "wordfreq English top words"},
         "fit": asdict(config.fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
+        "second_round": {"probe_phrases": len(probes), "hard_words": len(hard), "worst_words": hard[:20],
+                         "contexts": len(contexts), "replay": len(replay), "fit": asdict(config.second_fit),
+                         "loss_per_epoch": [round(x, 5) for x in second_losses]},
         **export_report,
         "target": f"mpnet's top {config.kernel_items} catalogue items for the text, carried into the index's "
                   "space (softmax(z) x log(2 + ratings))",

@@ -21,7 +21,7 @@ from edgerec.bundle import open_bundle
 from edgerec.descriptions import DescriptionModel, content_words
 from edgerec.errors import BundleError, ManifestError
 from edgerec.manifest import DescriptionSpec, EncoderSpec, Manifest
-from export.descriptions import STOPWORDS, DescriptionConfig, write_with_descriptions
+from export.descriptions import STOPWORDS, DescriptionConfig, hard_words, word_phrases, write_with_descriptions
 
 HORROR_WORDS = ("horror", "haunted", "scary", "ghost", "zombie", "monster")
 TEXT = "a scary haunted movie with a ghost"
@@ -239,6 +239,24 @@ def test_cli_encoder_only_and_info(described_bundle: Path) -> None:
     assert info.exit_code == 0 and "descriptions 32-d model; it takes part when" in info.output
 
 
+def test_word_phrases_put_each_word_in_new_distinct_phrases() -> None:
+    common = ["red", "old", "city", "night", "river", "train", "song", "cold"]
+    taken = {"a heist movie with a red old"}
+    pairs = word_phrases(["heist", "ghost"], 5, common, seed=1, taken=taken)
+    phrases = [p for _, p in pairs]
+    assert [w for w, _ in pairs] == ["heist"] * 5 + ["ghost"] * 5
+    assert all(word in phrase.split() for word, phrase in pairs)
+    assert len(set(phrases)) == len(phrases) and not taken & set(phrases)
+    assert pairs == word_phrases(["heist", "ghost"], 5, common, seed=1, taken=taken)  # reproducible
+
+
+def test_hard_words_are_those_read_furthest_from_their_targets() -> None:
+    probes = [("near", "p1"), ("far", "p2"), ("middle", "p3")]
+    targets = np.eye(3, dtype=np.float32)
+    readings = np.array([[1, 0, 0], [0, 0, 1], [0, 0.6, 0.8]], dtype=np.float32)  # cosines 1, 0, 0.6
+    assert hard_words(probes, readings, targets, 2) == ["far", "middle"]
+
+
 def _fake_reader_vectors(texts, model_dir, cache, progress=None) -> np.ndarray:
     """A stand-in for mpnet: each word a fixed random direction, a text the unit sum of its words."""
     import zlib
@@ -277,6 +295,8 @@ def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_
         r: e for r, e in before.files.items() if r != "notice"}
     assert after.path("notice").read_text() == "test notice\n"
     assert after.manifest.provenance["descriptions"] == report and report["held_out_queries"] == len(QUERY_TEXTS)
+    second = report["second_round"]
+    assert second["hard_words"] == min(small.hard_words, second["probe_phrases"]) and second["contexts"] > 0
     assert report["fp32_vs_torch"]["mean_cosine"] > 0.9999 and report["int8_vs_fp32"]["mean_cosine"] > 0.9
     assert report["title_at_1"]["titles"] == len(records) and 0 <= report["title_at_1"]["shipped"] <= 1
     assert after.manifest.descriptions.weight in small.weights
