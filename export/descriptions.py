@@ -18,10 +18,12 @@ distils that reading into a small contextual model the runtime can afford
 2. The model. A few layers of all-MiniLM-L6-v2 (its tokenizer is the
    bundle's) learn those vectors (export/fit.py) on all texts but a held-out
    5%. A rare word seen in one or two phrases is learnt alone but not inside
-   a sentence, so a second round probes every word in a new phrase and gives
-   the words read furthest from their targets many more phrases, trained
-   beside a replay of the first round's texts. Then ONNX (checked against
-   torch) and INT8 (checked against fp32).
+   a sentence, so each further round (two by default) probes every word in a
+   new phrase and gives the words read furthest from their targets many more
+   phrases, trained beside a replay of what earlier rounds learnt (without
+   it, a round forgets the words the one before taught). Each round is saved
+   and reused while its inputs stay the same. Then ONNX (checked
+   against torch) and INT8 (checked against fp32).
 3. The blend weight: of the model's vector added to the encoder's, the one
    whose lists agree best with the references on the held-out texts.
 
@@ -68,12 +70,13 @@ class DescriptionConfig:
     layers: tuple[int, ...] = (1, 3, 5)  # of all-MiniLM-L6-v2's six: query time is roughly linear in them
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=3, learning_rate=1e-4,
                                                              embedding_learning_rate=1e-3, max_length=48))
-    # A second round for the words the first reads worst inside a sentence: every word is probed in one
-    # new phrase; the worst get many more, trained beside a replay of the first round's texts.
+    # Rounds for the words the model reads worst inside a sentence: every word is probed in one new
+    # phrase; the worst get many more, trained beside a replay of the texts earlier rounds learnt.
+    hard_word_rounds: int = 2
     hard_words: int = 2000
     contexts_per_hard_word: int = 12
-    replay: int = 30000
-    second_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=2, learning_rate=1e-4,
+    replay: int = 30000          # earlier rounds' texts trained again, per earlier round
+    hard_word_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=2, learning_rate=1e-4,
                                                                     embedding_learning_rate=1e-3, max_length=48))
     kernel_items: int = 30       # mpnet's top items that make a target vector
     max_margin: float = 0.2      # the model takes part when best - 10th best cosine is below this ...
@@ -297,28 +300,31 @@ def _export_checked(model_dir: Path, spec_of: Any, tokenizer: Path, texts: Seque
     return int8_path, spec_of(int8_path), report
 
 
-def _first_round(base: TeacherFacts, tokenizer: Any, texts: list[str], targets: np.ndarray,
-                 config: DescriptionConfig, out: Path, progress: Any) -> tuple[Any, list[float]]:
-    """The model after the first round, and its loss per epoch: reloaded from ``out`` when it was trained
-    there on the same texts with the same settings (the round takes ~40 minutes), else trained and saved."""
+def _digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+
+
+def _trained_round(out: Path, starts_from: str, texts: list[str], targets: np.ndarray, config: FitConfig,
+                   start: Any, base: TeacherFacts, tokenizer: Any, name: str,
+                   progress: Any) -> tuple[Any, list[float], str]:
+    """One training round: the model, its loss per epoch and a digest of the round that later rounds
+    start from. A round saved in ``out`` from the same starting point, texts and settings is reloaded
+    (each takes 20-40 minutes); otherwise the model ``start()`` gives is trained and saved there."""
     from transformers import AutoModel
 
-    from .distil import shallow_copy
-
-    record = {"layers": list(config.layers), "fit": asdict(config.fit),
-              "texts_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()}
+    record = {"starts_from": starts_from, "fit": asdict(config), "texts_sha256": _digest(texts)}
+    digest = _digest([json.dumps(record, sort_keys=True)])
     saved = out / "edgerec_training.json"
     if saved.is_file():
         previous = json.loads(saved.read_text())
         if {k: previous.get(k) for k in record} == record:
-            print(f"[descriptions] first round: reusing {out}")
-            return AutoModel.from_pretrained(out), previous["loss_per_epoch"]
-    model = shallow_copy(str(base.path), config.layers)
-    print(f"[descriptions] first round: {len(config.layers)} layers of {base.name} on {len(texts)} texts: "
-          f"{asdict(config.fit)}")
-    losses = fit(model, tokenizer, texts, targets, config.fit, name="descriptions", progress=progress)
+            print(f"[descriptions] {name}: reusing {out}")
+            return AutoModel.from_pretrained(out), previous["loss_per_epoch"], digest
+    model = start()
+    print(f"[descriptions] {name}: training on {len(texts)} texts: {asdict(config)}")
+    losses = fit(model, tokenizer, texts, targets, config, name=f"descriptions, {name}", progress=progress)
     save(model, tokenizer, out, base.path, {**record, "loss_per_epoch": losses})
-    return model, losses
+    return model, losses, digest
 
 
 def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_dir: Path, work: Path,
@@ -336,6 +342,7 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     from edgerec.items import item_text
     from edgerec.manifest import DescriptionSpec
 
+    from .distil import shallow_copy
     from .pipeline import encoder_spec
 
     source = open_bundle(bundle_dir)
@@ -365,7 +372,10 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     out = work / "descriptions"
     train_texts = [texts[i] for i in train]
-    model, losses = _first_round(base, tokenizer, train_texts, goal[train], config, out / "round-1", progress)
+    digest = _digest([base.name, *map(str, config.layers)])  # what the first round starts from
+    model, losses, digest = _trained_round(
+        out / "round-1", digest, train_texts, goal[train], config.fit, lambda: shallow_copy(str(base.path), config.layers),
+        base, tokenizer, "first round", progress)
 
     def goals(phrases: list[str]) -> np.ndarray:
         return reference_vectors(read_with_mpnet(phrases, reader.path, cache, progress=progress), item_mpnet,
@@ -373,23 +383,37 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
 
     words = english_words(config.single_words)
     common = words[: config.composed_vocabulary]
-    probes = word_phrases(words, 1, common, config.seed + 2, set(texts) | set(QUERY_TEXTS))
-    print(f"[descriptions] probing each of {len(probes)} words in a new phrase")
-    probe_goal = goals([p for _, p in probes])
-    hard = hard_words(probes, encode(model, tokenizer, [p for _, p in probes], max_length=config.fit.max_length),
-                      probe_goal, config.hard_words)
-    contexts = [p for _, p in word_phrases(hard, config.contexts_per_hard_word, common, config.seed + 3,
-                                           set(texts) | set(QUERY_TEXTS) | {p for _, p in probes})]
-    replay = np.sort(np.random.default_rng(config.seed).choice(train, min(config.replay, len(train)), replace=False))
-    second = [p for _, p in probes] + contexts + [texts[i] for i in replay]
-    print(f"[descriptions] second round: the {len(hard)} words read worst in {len(contexts)} new phrases, the "
-          f"probes and {len(replay)} first-round texts: {asdict(config.second_fit)}")
-    second_goal = np.concatenate([probe_goal, goals(contexts), goal[replay]])
-    second_losses = fit(model, tokenizer, second, second_goal, config.second_fit, name="descriptions, round 2",
-                        progress=progress)
+    seen = set(texts) | set(QUERY_TEXTS)
+    hard_rounds = []
+    learnt, learnt_goal = train_texts, goal[train]  # every text trained on so far, and its target
+    for round_number in range(2, 2 + config.hard_word_rounds):
+        seed = config.seed + 2 * (round_number - 1)
+        probes = word_phrases(words, 1, common, seed, seen)
+        seen |= {p for _, p in probes}
+        print(f"[descriptions] round {round_number}: probing each of {len(probes)} words in a new phrase")
+        probe_goal = goals([p for _, p in probes])
+        readings = encode(model, tokenizer, [p for _, p in probes], max_length=config.fit.max_length)
+        hard = hard_words(probes, readings, probe_goal, config.hard_words)
+        contexts = [p for _, p in word_phrases(hard, config.contexts_per_hard_word, common, seed + 1, seen)]
+        seen |= set(contexts)
+        # Earlier rounds' texts come back too, or a round forgets the words the one before taught.
+        replay = np.sort(np.random.default_rng(config.seed + round_number - 2).choice(
+            len(learnt), min(config.replay * (round_number - 1), len(learnt)), replace=False))
+        print(f"[descriptions] round {round_number}: the {len(hard)} words read worst in {len(contexts)} new "
+              f"phrases, beside the probes and {len(replay)} texts of earlier rounds")
+        new_texts, new_goal = [p for _, p in probes] + contexts, np.concatenate([probe_goal, goals(contexts)])
+        model, round_losses, digest = _trained_round(
+            out / f"round-{round_number}", digest, new_texts + [learnt[i] for i in replay],
+            np.concatenate([new_goal, learnt_goal[replay]]), config.hard_word_fit,
+            lambda: model, base, tokenizer, f"round {round_number}", progress)
+        learnt, learnt_goal = learnt + new_texts, np.concatenate([learnt_goal, new_goal])
+        hard_rounds.append({"probe_phrases": len(probes),
+                            "probe_mean_cosine": round(float((readings * probe_goal).sum(axis=1).mean()), 4),
+                            "hard_words": len(hard), "worst_words": hard[:20], "contexts": len(contexts),
+                            "replay": len(replay), "loss_per_epoch": [round(x, 5) for x in round_losses]})
     model_dir = save(model, tokenizer, out / MODEL_DIR, base.path,
                      {"layers": list(config.layers), "fit": asdict(config.fit), "loss_per_epoch": losses,
-                      "second_fit": asdict(config.second_fit), "second_loss_per_epoch": second_losses})
+                      "hard_word_fit": asdict(config.hard_word_fit), "hard_word_rounds": hard_rounds})
     held_texts = [texts[i] for i in held]
     facts = replace(base, path=model_dir)
     print("[descriptions] ONNX and INT8, each checked against the step before")
@@ -424,9 +448,8 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
                   "held_out": len(held), "phrase_source": "wordfreq English top words"},
         "fit": asdict(config.fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
-        "second_round": {"probe_phrases": len(probes), "hard_words": len(hard), "worst_words": hard[:20],
-                         "contexts": len(contexts), "replay": len(replay), "fit": asdict(config.second_fit),
-                         "loss_per_epoch": [round(x, 5) for x in second_losses]},
+        "hard_word_fit": asdict(config.hard_word_fit),
+        "hard_word_rounds": hard_rounds,
         **export_report,
         "target": f"mpnet's top {config.kernel_items} catalogue items for the text, carried into the index's "
                   "space (softmax(z) x log(2 + ratings))",

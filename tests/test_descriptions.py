@@ -295,8 +295,9 @@ def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_
         r: e for r, e in before.files.items() if r != "notice"}
     assert after.path("notice").read_text() == "test notice\n"
     assert after.manifest.provenance["descriptions"] == report and report["held_out_queries"] == len(QUERY_TEXTS)
-    second = report["second_round"]
-    assert second["hard_words"] == min(small.hard_words, second["probe_phrases"]) and second["contexts"] > 0
+    rounds = report["hard_word_rounds"]
+    assert len(rounds) == small.hard_word_rounds == 2
+    assert all(r["hard_words"] == min(small.hard_words, r["probe_phrases"]) and r["contexts"] > 0 for r in rounds)
     assert report["fp32_vs_torch"]["mean_cosine"] > 0.9999 and report["int8_vs_fp32"]["mean_cosine"] > 0.9
     assert report["title_at_1"]["titles"] == len(records) and 0 <= report["title_at_1"]["shipped"] <= 1
     assert after.manifest.descriptions.weight in small.weights
