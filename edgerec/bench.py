@@ -309,7 +309,7 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
     for threads in settings[1:]:
         encoder = TextEncoder(first.bundle.path("encoder"), first.bundle.path("tokenizer"),
                               first.bundle.manifest.encoder, threads=threads)
-        descriptions = DescriptionModel.of_bundle(first.bundle, threads=threads)
+        descriptions = DescriptionModel.of_bundle(first.bundle, threads=threads, encoder=encoder)
         recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items, descriptions)
     manifest = first.bundle.manifest
     notes = []

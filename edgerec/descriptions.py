@@ -48,19 +48,24 @@ class DescriptionModel:
 
     @classmethod
     def load(cls, model_path: Path, tokenizer_path: Path, spec: DescriptionSpec, *,
-             threads: int | None = None, device: str = "cpu") -> "DescriptionModel":
+             threads: int | None = None, device: str = "cpu", encoder: TextEncoder | None = None,
+             ) -> "DescriptionModel":
         """Open the model (open_bundle has verified its size and sha256 already); it shares the
-        bundle's tokenizer."""
-        return cls(spec, TextEncoder(model_path, tokenizer_path, spec.model, threads=threads, device=device))
+        bundle's tokenizer, and ``encoder``'s loaded one when both cut texts at the same length
+        (parsing tokenizer.json again costs ~35 ms of start-up)."""
+        shared = encoder.tokenizer if encoder is not None and encoder.spec.max_length == spec.model.max_length else None
+        return cls(spec, TextEncoder(model_path, tokenizer_path, spec.model, threads=threads, device=device,
+                                     tokenizer=shared))
 
     @classmethod
-    def of_bundle(cls, bundle: Bundle, *, threads: int | None = None,
-                  device: str = "cpu") -> "DescriptionModel | None":
-        """The bundle's description model, or None when it has none."""
+    def of_bundle(cls, bundle: Bundle, *, threads: int | None = None, device: str = "cpu",
+                  encoder: TextEncoder | None = None) -> "DescriptionModel | None":
+        """The bundle's description model, or None when it has none (``encoder``: the bundle's own)."""
         spec = bundle.manifest.descriptions
         if spec is None:
             return None
-        return cls.load(bundle.path("descriptions"), bundle.path("tokenizer"), spec, threads=threads, device=device)
+        return cls.load(bundle.path("descriptions"), bundle.path("tokenizer"), spec, threads=threads, device=device,
+                        encoder=encoder)
 
     def take_part(self, text: str, scores: np.ndarray, top_title: str) -> bool:
         """Whether the encoder's answer (``scores`` best first, ``top_title`` of its best item) is weak

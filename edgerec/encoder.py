@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -140,9 +140,12 @@ class TextEncoder:
         *,
         threads: int | None = None,
         device: str = "cpu",
+        tokenizer: Any = None,
     ) -> None:
+        """``tokenizer``: one already loaded from ``tokenizer_path`` for a spec of the same max_length
+        (a second model on the same bundle shares it instead of parsing the file again)."""
         self.spec = spec
-        self.tokenizer = load_tokenizer(Path(tokenizer_path), spec)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(Path(tokenizer_path), spec)
         self.session = make_session(Path(model_path), threads=threads, device=device)
         self._input_names = self._check_graph(Path(model_path))
         self._check_vocabulary(Path(model_path), Path(tokenizer_path))

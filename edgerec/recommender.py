@@ -112,7 +112,7 @@ class Recommender:
             encoder = TextEncoder(
                 bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
             )
-        descriptions = DescriptionModel.of_bundle(bundle, threads=threads, device=device)
+        descriptions = DescriptionModel.of_bundle(bundle, threads=threads, device=device, encoder=encoder)
         recommender = cls(bundle, encoder, index, items, descriptions)
         recommender._load_options = (threads, device, ef)
         return recommender

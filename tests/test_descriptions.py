@@ -90,6 +90,18 @@ def test_a_blended_query_searches_the_encoder_vector_plus_the_weighted_reading(d
         r.item_id for r in described_rec.query(TEXT)]
 
 
+def test_the_model_shares_the_encoders_tokenizer_only_when_both_cut_at_the_same_length(
+        described_rec: Recommender, described_bundle: Path) -> None:
+    assert described_rec.descriptions.model.tokenizer is described_rec.encoder.tokenizer
+    bundle = open_bundle(described_bundle)
+    spec = bundle.manifest.descriptions
+    shorter = replace(spec, model=replace(spec.model, max_length=5))
+    own = DescriptionModel.load(bundle.path("descriptions"), bundle.path("tokenizer"), shorter, threads=1,
+                                encoder=described_rec.encoder)
+    assert own.model.tokenizer is not described_rec.encoder.tokenizer
+    assert len(own.model.tokenizer.encode(" ".join(["ghost"] * 20)).ids) == 5
+
+
 def test_the_weight_sets_how_far_the_model_pulls(tiny_bundle: Path, tmp_path: Path) -> None:
     horror = []
     for weight in (0.0, 1.0, 50.0):
