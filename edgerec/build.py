@@ -204,8 +204,9 @@ def write_bundle_files(
     descriptions = None
     if descriptions_from is not None and descriptions_from.manifest.descriptions is not None:
         descriptions = descriptions_from.manifest.descriptions
-        writer.copy_in("descriptions", descriptions_from.path("descriptions"),
-                       sha256=descriptions_from.manifest.files["descriptions"].sha256)
+        for role in ("descriptions", "descriptions_tokenizer"):
+            if role in descriptions_from.manifest.files:
+                writer.copy_in(role, descriptions_from.path(role), sha256=descriptions_from.manifest.files[role].sha256)
     spec = index.spec
     write_index(writer, index)
     writer.write("items", table.serialized())

@@ -38,6 +38,7 @@ FILE_NAMES = {
     "items": "items.jsonl",
     "notice": "NOTICE",
     "descriptions": "descriptions.onnx",
+    "descriptions_tokenizer": "descriptions-tokenizer.json",  # when the description model has its own
 }
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _CHUNK = 1 << 20

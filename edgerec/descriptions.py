@@ -64,6 +64,9 @@ class DescriptionModel:
         spec = bundle.manifest.descriptions
         if spec is None:
             return None
+        if "descriptions_tokenizer" in bundle.manifest.files:  # whole-word tokens (export/whole_words.py)
+            return cls.load(bundle.path("descriptions"), bundle.path("descriptions_tokenizer"), spec,
+                            threads=threads, device=device)
         return cls.load(bundle.path("descriptions"), bundle.path("tokenizer"), spec, threads=threads, device=device,
                         encoder=encoder)
 

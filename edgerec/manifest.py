@@ -157,8 +157,9 @@ class UserSpec:
 
 @dataclass(frozen=True)
 class DescriptionSpec:
-    """The description model (edgerec.descriptions): a second ONNX encoder, sharing the bundle's
-    tokenizer, that reads a whole query into the index's space; and when to use it.
+    """The description model (edgerec.descriptions): a second ONNX encoder that reads a whole query
+    into the index's space, with the bundle's tokenizer or its own (files.descriptions_tokenizer);
+    and when to use it.
 
     ``model`` says how to run it, as ``encoder`` does for the encoder. It takes
     part in a query when the encoder's best score leads its 10th by less than
@@ -215,11 +216,14 @@ class Manifest:
                  f"items.count {self.items.count} differs from index.count {self.index.count}")
         _require(("descriptions" in self.files) == (self.descriptions is not None),
                  "files.descriptions and the descriptions section come together; one is missing")
+        _require("descriptions_tokenizer" not in self.files or self.descriptions is not None,
+                 "files.descriptions_tokenizer without a description model")
         if self.descriptions is not None:
             model = self.descriptions.model
             _require(model.dim == self.encoder.dim,
                      f"descriptions.model.dim {model.dim} differs from encoder.dim {self.encoder.dim}")
-            _require(model.vocab_size == self.encoder.vocab_size,
+            # Without a tokenizer of its own the model reads the encoder's token ids.
+            _require("descriptions_tokenizer" in self.files or model.vocab_size == self.encoder.vocab_size,
                      f"descriptions.model.vocab_size {model.vocab_size} differs from encoder.vocab_size "
                      f"{self.encoder.vocab_size} (the two share one tokenizer)")
             _require(self.descriptions.title_field in self.items.columns,

@@ -45,6 +45,7 @@ import numpy as np
 from .fit import FitConfig, encode, fit, save
 from .query_texts import query_like_texts
 from .sources import QUERY_TEXTS, TeacherFacts, english_words, mpnet_reader
+from .whole_words import grow_embeddings, split_words, with_whole_words
 
 # Phrase shapes: one word, and two or three words in a sentence a user might type.
 _ONE = ("a {a} movie", "{a}", "movies about {a}", "a film with {a}", "something {a}", "{a} film")
@@ -68,6 +69,8 @@ class DescriptionConfig:
     topic_phrases: bool = True
     query_texts: int = 3000      # query-like texts made from the catalogue (titles, genres)
     layers: tuple[int, ...] = (1, 3, 5)  # of all-MiniLM-L6-v2's six: query time is roughly linear in them
+    # A token of its own for each of the single words the tokenizer cuts into pieces (export/whole_words.py).
+    whole_words: bool = True
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=3, learning_rate=1e-4,
                                                              embedding_learning_rate=1e-3, max_length=48))
     # Rounds for the words the model reads worst inside a sentence: every word is probed in one new
@@ -192,19 +195,23 @@ def reference_vectors(queries: np.ndarray, items: np.ndarray, item_vectors: np.n
 
 
 def write_with_descriptions(source: Any, out: Path, model: Path, spec: Any, provenance: dict[str, Any],
-                            notice: Path | None = None) -> Any:
+                            notice: Path | None = None, tokenizer: Path | None = None) -> Any:
     """A copy of bundle ``source`` (its files unchanged, but the NOTICE when ``notice`` is given) with
-    the description model ``model`` and its section; replaces ``out``."""
+    the description model ``model``, its own ``tokenizer`` if it has one, and its section; replaces
+    ``out``."""
     from edgerec.bundle import BundleWriter
 
     manifest = source.manifest
+    replaced = {"descriptions", "descriptions_tokenizer"} | ({"notice"} if notice is not None else set())
     with BundleWriter(out, overwrite=True) as writer:
         for role, entry in manifest.files.items():
-            if role not in ("descriptions", "notice") or (role == "notice" and notice is None):
+            if role not in replaced:
                 writer.copy_in(role, source.path(role), sha256=entry.sha256)
         if notice is not None:
             writer.copy_in("notice", notice)
         writer.copy_in("descriptions", model)
+        if tokenizer is not None:
+            writer.copy_in("descriptions_tokenizer", tokenizer)
         return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
                              items=manifest.items, user=manifest.user, provenance=provenance, descriptions=spec)
 
@@ -369,19 +376,24 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     torch.manual_seed(config.seed)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    pieces = AutoTokenizer.from_pretrained(base.path)
     out = work / "descriptions"
+    words = english_words(config.single_words)
+    whole = split_words(pieces, words) if config.whole_words else []
+    tokenizer = with_whole_words(pieces, whole, out / "tokenizer") if whole else pieces
+    if whole:
+        print(f"[descriptions] {len(whole)} of the {len(words)} words get a token of their own")
     train_texts = [texts[i] for i in train]
-    digest = _digest([base.name, *map(str, config.layers)])  # what the first round starts from
+    digest = _digest([base.name, *map(str, config.layers), *whole])  # what the first round starts from
     model, losses, digest = _trained_round(
-        out / "round-1", digest, train_texts, goal[train], config.fit, lambda: shallow_copy(str(base.path), config.layers),
+        out / "round-1", digest, train_texts, goal[train], config.fit,
+        lambda: grow_embeddings(shallow_copy(str(base.path), config.layers), pieces, whole),
         base, tokenizer, "first round", progress)
 
     def goals(phrases: list[str]) -> np.ndarray:
         return reference_vectors(read_with_mpnet(phrases, reader.path, cache, progress=progress), item_mpnet,
                                  item_vectors, popularity, config.kernel_items)
 
-    words = english_words(config.single_words)
     common = words[: config.composed_vocabulary]
     seen = set(texts) | set(QUERY_TEXTS)
     hard_rounds = []
@@ -416,9 +428,12 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
                       "hard_word_fit": asdict(config.hard_word_fit), "hard_word_rounds": hard_rounds})
     held_texts = [texts[i] for i in held]
     facts = replace(base, path=model_dir)
+    # With whole words the model reads with its own tokenizer; otherwise it shares the bundle's.
+    own_tokenizer = model_dir / "tokenizer.json" if whole else None
+    model_tokenizer = own_tokenizer or source.path("tokenizer")
     print("[descriptions] ONNX and INT8, each checked against the step before")
     int8_path, model_spec, export_report = _export_checked(
-        model_dir, lambda path: encoder_spec(facts, path), source.path("tokenizer"), held_texts[:500],
+        model_dir, lambda path: encoder_spec(facts, path), model_tokenizer, held_texts[:500],
         encode(model, tokenizer, held_texts[:500]), out, config)
 
     def spec_with(weight: float) -> DescriptionSpec:
@@ -427,13 +442,14 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
                                title_field="title", stopwords=STOPWORDS)
 
     print(f"[descriptions] choosing the blend weight on {len(held)} held-out texts against mpnet's reading")
-    trial = DescriptionModel.load(int8_path, source.path("tokenizer"), spec_with(1.0), threads=1)
+    trial = DescriptionModel.load(int8_path, model_tokenizer, spec_with(1.0), threads=1)
     overlaps, take_part = blend_overlaps(rec, trial, held_texts, goal[held], config.weights)
     scored = (overlaps[take_part] if take_part.any() else overlaps).mean(axis=0)
     weight_scores = {str(w): round(float(v), 4) for w, v in zip(config.weights, scored[1:-1])}
     weight = config.weights[int(np.argmax(scored[1:-1]))]
     spec = spec_with(weight)
-    write_with_descriptions(source, out / "bundle", int8_path, spec, dict(source.manifest.provenance))
+    write_with_descriptions(source, out / "bundle", int8_path, spec, dict(source.manifest.provenance),
+                            tokenizer=own_tokenizer)
     print("[descriptions] measuring the rewritten bundle on the held-out query texts")
     shipped = Recommender.load(out / "bundle")
     query_references = reference_vectors(read_with_mpnet(list(QUERY_TEXTS), reader.path, cache), item_mpnet,
@@ -459,7 +475,7 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
         **{k: v for k, v in figures.items() if k != "queries"},
     }
     provenance = {**source.manifest.provenance, "descriptions": report}
-    write_with_descriptions(source, bundle_dir, int8_path, spec, provenance, notice=notice)
+    write_with_descriptions(source, bundle_dir, int8_path, spec, provenance, notice=notice, tokenizer=own_tokenizer)
     (work / "descriptions.json").write_text(json.dumps({**report, "queries": figures["queries"]}, indent=2) + "\n")
     everywhere = figures["overlap_at_10_with_mpnet"]["all"]
     part = figures["overlap_at_10_with_mpnet"]["where_the_model_takes_part"]

@@ -102,6 +102,39 @@ def test_the_model_shares_the_encoders_tokenizer_only_when_both_cut_at_the_same_
     assert len(own.model.tokenizer.encode(" ".join(["ghost"] * 20)).ids) == 5
 
 
+def test_a_model_with_its_own_tokenizer_reads_its_whole_words(tiny_bundle: Path, tmp_path: Path) -> None:
+    # "spooky" is spelt out letter by letter by the bundle's tokenizer; the model's own holds it whole.
+    rec = Recommender.load(tiny_bundle, threads=1)
+    body = json.loads(open_bundle(tiny_bundle).path("tokenizer").read_text())
+    spooky = len(body["model"]["vocab"])
+    body["model"]["vocab"]["spooky"] = spooky
+    tokenizer = tmp_path / "own-tokenizer.json"
+    tokenizer.write_text(json.dumps(body))
+    table = np.zeros((spooky + 1, rec.encoder.spec.dim), dtype=np.float32)
+    horror = np.array(["Horror" in r["genres"] for r in rec.items.records])
+    centroid = rec.index.vectors(np.flatnonzero(horror)).mean(axis=0)
+    table[spooky] = centroid / np.linalg.norm(centroid)
+    model = handmade_model(tmp_path / "own.onnx", table)
+    spec = open_bundle(_with_model(tiny_bundle, tmp_path / "shared")).manifest.descriptions
+    spec = replace(spec, model=replace(spec.model, vocab_size=spooky + 1))
+    with pytest.raises(ManifestError, match="differs from encoder.vocab_size"):  # it cannot read the shared ids
+        write_with_descriptions(open_bundle(tiny_bundle), tmp_path / "refused", model, spec, {})
+    write_with_descriptions(open_bundle(tiny_bundle), tmp_path / "own", model, spec, {}, tokenizer=tokenizer)
+    described = Recommender.load(tmp_path / "own", threads=1)
+    assert open_bundle(tmp_path / "own").manifest.files["descriptions_tokenizer"].path == "descriptions-tokenizer.json"
+    assert described.descriptions.model.tokenizer is not described.encoder.tokenizer
+    np.testing.assert_allclose(described.descriptions.read("a spooky film"), table[spooky], atol=1e-6)
+    assert _horror_count(described.query("a spooky film")) > _horror_count(described.query("a spooky film",
+                                                                                          descriptions=False))
+    from edgerec.store import Store  # home updates carry the model's tokenizer with it
+
+    store = Store.create(tmp_path / "home", tmp_path / "own")
+    store.remove([rec.items.records[0]["id"]])
+    updated = Recommender.load(tmp_path / "home", threads=1)
+    assert "descriptions_tokenizer" in updated.bundle.manifest.files
+    np.testing.assert_allclose(updated.descriptions.read("a spooky film"), table[spooky], atol=1e-6)
+
+
 def test_the_weight_sets_how_far_the_model_pulls(tiny_bundle: Path, tmp_path: Path) -> None:
     horror = []
     for weight in (0.0, 1.0, 50.0):
@@ -181,6 +214,8 @@ def _edited(bundle: Path, edit) -> str:
 @pytest.mark.parametrize(("edit", "fragment"), [
     (lambda b: b.pop("descriptions"), "files.descriptions and the descriptions section come together"),
     (lambda b: b["files"].pop("descriptions"), "files.descriptions and the descriptions section come together"),
+    (lambda b: (b["files"].update(descriptions_tokenizer=b["files"].pop("descriptions")), b.pop("descriptions")),
+     "files.descriptions_tokenizer without a description model"),
     (lambda b: b["descriptions"]["model"].update(dim=7), "descriptions.model.dim 7 differs from encoder.dim"),
     (lambda b: b["descriptions"]["model"].update(vocab_size=9), "descriptions.model.vocab_size 9 differs"),
     (lambda b: b["descriptions"]["model"].update(pooling="max"), "descriptions.model.pooling must be one of"),
@@ -291,7 +326,9 @@ def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_
     student, config, records = tiny_export
     bundle = tmp_path / "bundle"
     shutil.copytree(config.out, bundle)
-    monkeypatch.setattr(stage, "english_words", lambda count: [w for w in WORDS if len(w) > 2][:count])
+    # Two words the tiny vocabulary spells out letter by letter: they get tokens of their own.
+    monkeypatch.setattr(stage, "english_words",
+                        lambda count: (["spooky", "ghostly"] + [w for w in WORDS if len(w) > 2])[:count])
     monkeypatch.setattr(stage, "mpnet_reader", lambda work: TeacherFacts(work, "fake reader", 32, "mean", True))
     monkeypatch.setattr(stage, "read_with_mpnet", _fake_reader_vectors)
     notice = tmp_path / "NOTICE"
@@ -303,8 +340,11 @@ def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_
     report = stage.stage_descriptions(records, np.arange(len(records)) % 5, bundle, tmp_path / "work", student,
                                       small, notice=notice)
     before, after = open_bundle(config.out).manifest, open_bundle(bundle)
-    assert {r: e for r, e in after.manifest.files.items() if r not in ("descriptions", "notice")} == {
+    assert {r: e for r, e in after.manifest.files.items()
+            if r not in ("descriptions", "descriptions_tokenizer", "notice")} == {
         r: e for r, e in before.files.items() if r != "notice"}
+    own = after.path("descriptions_tokenizer").read_text()
+    assert '"spooky":' in own and '"ghostly":' in own
     assert after.path("notice").read_text() == "test notice\n"
     assert after.manifest.provenance["descriptions"] == report and report["held_out_queries"] == len(QUERY_TEXTS)
     rounds = report["hard_word_rounds"]
@@ -316,5 +356,7 @@ def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_
     assert report["blend_weight_chosen_on_held_out_texts"]["weight"] == after.manifest.descriptions.weight
     rec = Recommender.load(bundle)
     assert rec.query("a haunted ghost house", k=3)
+    assert rec.descriptions.model.tokenizer.encode("spooky", add_special_tokens=False).ids == [
+        rec.encoder.spec.vocab_size]
     # The shipped file is the INT8 model the stage checked.
     assert after.path("descriptions").read_bytes() == (tmp_path / "work" / "descriptions" / "int8.onnx").read_bytes()
