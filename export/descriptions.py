@@ -82,10 +82,14 @@ class DescriptionConfig:
     hard_word_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=2, learning_rate=1e-4,
                                                                     embedding_learning_rate=1e-3, max_length=48))
     kernel_items: int = 30       # mpnet's top items that make a target vector
-    max_margin: float = 0.2      # the model takes part when best - 10th best cosine is below this ...
-    min_title_cover: float = 2 / 3  # ... and the top title holds less than this share of the query's words
-    weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # of the model's vector added to the encoder's:
-                                                             # the best on held-out texts is kept
+    # The model takes part when the encoder's best cosine leads its 10th by less than a margin and
+    # the top title holds less than min_title_cover of the query's words. Its vector, times a weight,
+    # is added to the encoder's. The margin and weight kept are the pair whose lists agree best with
+    # the targets on the held-out texts, among those that keep title@1 at the encoder's own or above
+    # (2.0: any margin, the title rule alone decides).
+    margins: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 2.0)
+    min_title_cover: float = 2 / 3
+    weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     fp32_min_cosine: float = 0.9999
     int8_min_mean_cosine: float = 0.98
     int8_min_cosine: float = 0.90
@@ -216,24 +220,70 @@ def write_with_descriptions(source: Any, out: Path, model: Path, spec: Any, prov
                              items=manifest.items, user=manifest.user, provenance=provenance, descriptions=spec)
 
 
-def blend_overlaps(rec: Any, model: Any, texts: Sequence[str], references: np.ndarray,
-                   weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def blend_overlaps(rec: Any, model: Any, texts: Sequence[str], references: np.ndarray, weights: Sequence[float],
+                   margins: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """For each text: the top-10 overlap with its reference of the encoder alone, of the blend at each
-    of ``weights``, and of the model alone (in that column order); and whether the model takes part."""
+    of ``weights``, and of the model alone (in that column order); and whether the model takes part
+    with each of ``margins`` as its max_margin (texts x margins)."""
     overlaps = np.zeros((len(texts), len(weights) + 2), dtype=np.float32)
-    take_part = np.zeros(len(texts), dtype=bool)
+    take_part = np.zeros((len(texts), len(margins)), dtype=bool)
+    blends, rules = _trials(model, weights, margins)
     for row, (text, reference) in enumerate(zip(texts, references)):
         encoded = rec.encoder.encode_one(text)
         labels, scores = rec.index.search(encoded, 10)
         title = str(rec.items.records[int(labels[0])].get(model.spec.title_field, ""))
-        take_part[row] = model.take_part(text, scores, title)
+        take_part[row] = [rule.take_part(text, scores, title) for rule in rules]
         wanted = set(rec.index.search(reference, 10)[0].tolist())
         reading = model.read(text)
-        # The runtime's own blend at each weight, so the blend measured is the one queries get.
-        vectors = [type(model)(replace(model.spec, weight=w), model.model).blend(encoded, reading) for w in weights]
-        answers = [labels] + [rec.index.search(v, 10)[0] for v in [*vectors, reading]]
+        answers = [labels] + [rec.index.search(v, 10)[0] for v in [*(b.blend(encoded, reading) for b in blends), reading]]
         overlaps[row] = [len(wanted & set(a.tolist())) / 10 for a in answers]
     return overlaps, take_part
+
+
+def title_hits(rec: Any, model: Any, records: Sequence[dict], weights: Sequence[float],
+               margins: Sequence[float]) -> tuple[float, np.ndarray]:
+    """title@1 over ``records`` (each record's title as the query) of the encoder alone, and of the
+    rule with each of ``margins`` and ``weights`` (margins x weights)."""
+    blends, rules = _trials(model, weights, margins)
+    alone, hits = 0, np.zeros((len(margins), len(weights)))
+    for record in records:
+        title = record[model.spec.title_field]
+        encoded = rec.encoder.encode_one(title)
+        labels, scores = rec.index.search(encoded, 10)
+        wanted = rec.items.labels[record[rec.items.id_field]]
+        first = labels[0] == wanted
+        alone += first
+        take = np.array([rule.take_part(title, scores, str(rec.items.records[int(labels[0])].get(
+            model.spec.title_field, ""))) for rule in rules])
+        if take.any():
+            reading = model.read(title)
+            blended = np.array([rec.index.search(b.blend(encoded, reading), 1)[0][0] == wanted for b in blends])
+            hits += np.where(take[:, None], blended[None, :], first)
+        else:
+            hits += first
+    return alone / len(records), hits / len(records)
+
+
+def _trials(model: Any, weights: Sequence[float], margins: Sequence[float]) -> tuple[list[Any], list[Any]]:
+    """The runtime's own blend at each weight and take-part rule at each margin, so that what is
+    measured is what queries get."""
+    def like(**changes: float) -> Any:
+        return type(model)(replace(model.spec, **changes), model.model)
+
+    return [like(weight=w) for w in weights], [like(max_margin=m) for m in margins]
+
+
+def choose_rule(overlaps: np.ndarray, take_part: np.ndarray, title_alone: float,
+                titles: np.ndarray) -> tuple[int, int]:
+    """(margin index, weight index): the pair whose lists agree best with the references over all the
+    texts (the encoder's list where the model does not take part), among the pairs whose title@1
+    (``titles``, margins x weights) is at least the encoder's alone; (-1, -1) when none is."""
+    rule = np.where(take_part[:, :, None], overlaps[:, None, 1:-1], overlaps[:, None, :1]).mean(axis=0)
+    rule[titles < title_alone] = -np.inf
+    if not np.isfinite(rule).any():
+        return -1, -1
+    margin, weight = np.unravel_index(int(np.argmax(rule)), rule.shape)
+    return int(margin), int(weight)
 
 
 def measure(rec: Any, references: np.ndarray, records: Sequence[dict]) -> dict[str, Any]:
@@ -436,18 +486,25 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
         model_dir, lambda path: encoder_spec(facts, path), model_tokenizer, held_texts[:500],
         encode(model, tokenizer, held_texts[:500]), out, config)
 
-    def spec_with(weight: float) -> DescriptionSpec:
-        return DescriptionSpec(model=model_spec, max_margin=config.max_margin,
+    def spec_with(margin: float, weight: float) -> DescriptionSpec:
+        return DescriptionSpec(model=model_spec, max_margin=margin,
                                min_title_cover=round(config.min_title_cover, 4), weight=weight,
                                title_field="title", stopwords=STOPWORDS)
 
-    print(f"[descriptions] choosing the blend weight on {len(held)} held-out texts against mpnet's reading")
-    trial = DescriptionModel.load(int8_path, model_tokenizer, spec_with(1.0), threads=1)
-    overlaps, take_part = blend_overlaps(rec, trial, held_texts, goal[held], config.weights)
-    scored = (overlaps[take_part] if take_part.any() else overlaps).mean(axis=0)
-    weight_scores = {str(w): round(float(v), 4) for w, v in zip(config.weights, scored[1:-1])}
-    weight = config.weights[int(np.argmax(scored[1:-1]))]
-    spec = spec_with(weight)
+    print(f"[descriptions] choosing when the model takes part and its weight on {len(held)} held-out texts "
+          "against mpnet's reading, and on every title")
+    trial = DescriptionModel.load(int8_path, model_tokenizer, spec_with(config.margins[0], 1.0), threads=1)
+    overlaps, take_part = blend_overlaps(rec, trial, held_texts, goal[held], config.weights, config.margins)
+    title_alone, titles = title_hits(rec, trial, records, config.weights, config.margins)
+    m, w = choose_rule(overlaps, take_part, title_alone, titles)
+    if m < 0:
+        from .validate import ValidationFailed
+
+        raise ValidationFailed(f"every margin and weight tried lowers title@1 below the encoder's {title_alone:.4f}")
+    margin, weight = config.margins[m], config.weights[w]
+    rule_scores = {f"{mm}/{ww}": round(float(np.where(take_part[:, i], overlaps[:, 1 + j], overlaps[:, 0]).mean()), 4)
+                   for i, mm in enumerate(config.margins) for j, ww in enumerate(config.weights)}
+    spec = spec_with(margin, weight)
     write_with_descriptions(source, out / "bundle", int8_path, spec, dict(source.manifest.provenance),
                             tokenizer=own_tokenizer)
     print("[descriptions] measuring the rewritten bundle on the held-out query texts")
@@ -469,9 +526,15 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
         **export_report,
         "target": f"mpnet's top {config.kernel_items} catalogue items for the text, carried into the index's "
                   "space (softmax(z) x log(2 + ratings))",
-        "blend_weight_chosen_on_held_out_texts": {
-            "weight": weight, "texts": int(take_part.sum()), "overlap_by_weight": weight_scores,
-            "encoder_only": round(float(scored[0]), 4), "model_alone": round(float(scored[-1]), 4)},
+        "rule_chosen_on_held_out_texts": {
+            "max_margin": margin, "weight": weight, "texts": len(held),
+            "model_takes_part": int(take_part[:, m].sum()),
+            "overlap_by_margin_and_weight": rule_scores,
+            "title_at_1_by_margin_and_weight": {f"{mm}/{ww}": round(float(titles[i, j]), 4)
+                                                for i, mm in enumerate(config.margins)
+                                                for j, ww in enumerate(config.weights)},
+            "encoder_only": round(float(overlaps[:, 0].mean()), 4),
+            "model_alone": round(float(overlaps[:, -1].mean()), 4), "title_at_1_encoder_only": round(title_alone, 4)},
         **{k: v for k, v in figures.items() if k != "queries"},
     }
     provenance = {**source.manifest.provenance, "descriptions": report}
@@ -479,8 +542,9 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     (work / "descriptions.json").write_text(json.dumps({**report, "queries": figures["queries"]}, indent=2) + "\n")
     everywhere = figures["overlap_at_10_with_mpnet"]["all"]
     part = figures["overlap_at_10_with_mpnet"]["where_the_model_takes_part"]
-    print(f"[descriptions] blend weight {weight} (held-out texts: {weight_scores}, encoder only {scored[0]:.4f}, "
-          f"model alone {scored[-1]:.4f})")
+    print(f"[descriptions] on {len(held)} held-out texts the model takes part with a margin below {margin}, at "
+          f"weight {weight}: overlap {rule_scores[f'{margin}/{weight}']} (encoder only {overlaps[:, 0].mean():.4f}, "
+          f"model alone {overlaps[:, -1].mean():.4f}); title@1 {titles[m, w]:.4f} (encoder only {title_alone:.4f})")
     print(f"[descriptions] held-out query texts: the model takes part in {figures['model_takes_part']} of "
           f"{figures['held_out_queries']}; top-10 overlap with mpnet's reading: shipped {everywhere['shipped']}, "
           f"encoder only {everywhere['encoder_only']}; where it takes part: shipped {part['shipped']}, "

@@ -286,6 +286,19 @@ def test_cli_encoder_only_and_info(described_bundle: Path) -> None:
     assert info.exit_code == 0 and "descriptions 32-d model; it takes part when" in info.output
 
 
+def test_the_rule_kept_agrees_best_among_those_that_keep_titles() -> None:
+    from export.descriptions import choose_rule
+
+    # Columns: encoder, blend at two weights, model alone. Two texts, two margins.
+    overlaps = np.array([[0.2, 0.5, 0.9, 0.6], [0.4, 0.3, 0.1, 0.2]], dtype=np.float32)
+    take_part = np.array([[True, True], [False, True]])  # the wider margin lets the second text in too
+    titles = np.array([[0.9, 0.9], [0.9, 0.9]])
+    assert choose_rule(overlaps, take_part, 0.9, titles) == (0, 1)  # (0.9 + 0.4) / 2 beats all else
+    titles[0, 1] = 0.8  # that pair loses titles: the next best that keeps them, (0.9 + 0.1) / 2
+    assert choose_rule(overlaps, take_part, 0.9, titles) == (1, 1)
+    assert choose_rule(overlaps, take_part, 0.95, titles) == (-1, -1)
+
+
 def test_word_phrases_put_each_word_in_new_distinct_phrases() -> None:
     common = ["red", "old", "city", "night", "river", "train", "song", "cold"]
     taken = {"a heist movie with a red old"}
@@ -352,8 +365,12 @@ def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_
     assert all(r["hard_words"] == min(small.hard_words, r["probe_phrases"]) and r["contexts"] > 0 for r in rounds)
     assert report["fp32_vs_torch"]["mean_cosine"] > 0.9999 and report["int8_vs_fp32"]["mean_cosine"] > 0.9
     assert report["title_at_1"]["titles"] == len(records) and 0 <= report["title_at_1"]["shipped"] <= 1
-    assert after.manifest.descriptions.weight in small.weights
-    assert report["blend_weight_chosen_on_held_out_texts"]["weight"] == after.manifest.descriptions.weight
+    chosen, spec = report["rule_chosen_on_held_out_texts"], after.manifest.descriptions
+    assert (spec.max_margin, spec.weight) == (chosen["max_margin"], chosen["weight"])
+    assert spec.max_margin in small.margins and spec.weight in small.weights
+    key = f"{spec.max_margin}/{spec.weight}"
+    assert chosen["overlap_by_margin_and_weight"][key] == max(chosen["overlap_by_margin_and_weight"][k]
+        for k, t in chosen["title_at_1_by_margin_and_weight"].items() if t >= chosen["title_at_1_encoder_only"])
     rec = Recommender.load(bundle)
     assert rec.query("a haunted ghost house", k=3)
     assert rec.descriptions.model.tokenizer.encode("spooky", add_special_tokens=False).ids == [
