@@ -275,8 +275,11 @@ def info(as_json: bool, bundle: str | None) -> None:
           if manifest.descriptions else []),
         "files",
     ]
+    role_width = max(13, *(len(role) + 2 for role in manifest.files))
+    path_width = max(18, *(len(entry.path) + 2 for entry in manifest.files.values()))
     for role, entry in sorted(manifest.files.items()):
-        lines.append(f"  {role:<13}{entry.path:<18}{entry.size / 1e6:>8.2f} MB  sha256 {entry.sha256[:12]}")
+        lines.append(f"  {role:<{role_width}}{entry.path:<{path_width}}{entry.size / 1e6:>8.2f} MB  "
+                     f"sha256 {entry.sha256[:12]}")
     lines.append("provenance")
     lines.extend(f"  {line}" for line in _flatten(manifest.provenance))
     lines.append(f"providers   {', '.join(providers)}")

@@ -15,17 +15,21 @@ distils that reading into a small contextual model the runtime can afford
    mixed in the bundle index's own space (softmax(z) x log(2 + ratings)):
    searching the index with that vector finds what mpnet finds, among films
    people know.
-2. The model. A few layers of all-MiniLM-L6-v2 (its tokenizer is the
-   bundle's) learn those vectors (export/fit.py) on all texts but a held-out
-   5%. A rare word seen in one or two phrases is learnt alone but not inside
+2. The model. A few layers of all-MiniLM-L6-v2 learn those vectors
+   (export/fit.py) on all texts but a held-out 5%. Its tokenizer is the
+   bundle's plus a whole token for each phrase word that WordPiece cuts into
+   pieces (export/whole_words.py), so "heist" is no longer `he ##ist`.
+   A rare word seen in one or two phrases is learnt alone but not inside
    a sentence, so each further round (two by default) probes every word in a
    new phrase and gives the words read furthest from their targets many more
    phrases, trained beside a replay of what earlier rounds learnt (without
    it, a round forgets the words the one before taught). Each round is saved
    and reused while its inputs stay the same. Then ONNX (checked
    against torch) and INT8 (checked against fp32).
-3. The blend weight: of the model's vector added to the encoder's, the one
-   whose lists agree best with the references on the held-out texts.
+3. The rule: when the model takes part (the encoder's top-10 margin) and the
+   weight of its vector added to the encoder's, the pair whose lists agree
+   best with the references on the held-out texts, among those that keep
+   title@1 at the encoder's own.
 
 The 40 QUERY_TEXTS are never trained on: the stage measures on them, against
 the same kind of mpnet reference, what each reading and the shipped rule give.
