@@ -64,11 +64,9 @@ class DescriptionModel:
         spec = bundle.manifest.descriptions
         if spec is None:
             return None
-        if "descriptions_tokenizer" in bundle.manifest.files:  # whole-word tokens (export/whole_words.py)
-            return cls.load(bundle.path("descriptions"), bundle.path("descriptions_tokenizer"), spec,
-                            threads=threads, device=device)
-        return cls.load(bundle.path("descriptions"), bundle.path("tokenizer"), spec, threads=threads, device=device,
-                        encoder=encoder)
+        own = "descriptions_tokenizer" in bundle.manifest.files  # whole-word tokens (export/whole_words.py)
+        return cls.load(bundle.path("descriptions"), bundle.path("descriptions_tokenizer" if own else "tokenizer"),
+                        spec, threads=threads, device=device, encoder=None if own else encoder)
 
     def take_part(self, text: str, scores: np.ndarray, top_title: str) -> bool:
         """Whether the encoder's answer (``scores`` best first, ``top_title`` of its best item) is weak
