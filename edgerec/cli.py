@@ -171,10 +171,12 @@ def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool,
 def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
           threads: int | None, ef: int | None, bundle: str | None) -> None:
     """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv) with the encoder of --bundle."""
-    from .build import build_from_catalog
+    from .bundle.home import is_home
+    from .tools.progress import StageProgress
+    from .update.build import build_from_catalog
+    from .update.store import Store
 
     fields = [f.strip() for f in text_fields.split(",") if f.strip()] if text_fields else None
-    from .store import Store, is_home
 
     if is_home(out):  # a rebuild: a new version in the home, switched to when complete
         with StageProgress() as progress:
@@ -198,7 +200,7 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
               help="Bundle to start from (default: the bundle shipped with edgerec).")
 def init(home: str, source: str | None) -> None:
     """Make HOME a bundle home (versioned, for `add`, `remove` and rebuilds) starting from a copy of --from."""
-    from .store import Store
+    from .update.store import Store
 
     store = Store.create(home, resolve_bundle_path(source))
     click.echo(f"made {safe(home)}: version {store.pointer().current}; "
@@ -224,7 +226,8 @@ def add(catalog: str, id_field: str | None, threads: int | None, bundle: str | N
     record. Only new and changed texts are encoded. The update is written as a
     new version and switched to atomically; a killed update leaves the old one.
     """
-    from .store import Store
+    from .tools.progress import StageProgress
+    from .update.store import Store
 
     home = str(resolve_bundle_path(bundle))
     with StageProgress() as progress:
@@ -238,7 +241,7 @@ def add(catalog: str, id_field: str | None, threads: int | None, bundle: str | N
 @bundle_option
 def remove(item_ids: Sequence[str], threads: int | None, bundle: str | None) -> None:
     """Remove ITEM_IDS from the bundle home --bundle (all must exist; nothing is removed otherwise)."""
-    from .store import Store
+    from .update.store import Store
 
     home = str(resolve_bundle_path(bundle))
     _report(home, Store(home).remove(list(item_ids), threads=threads))
@@ -249,7 +252,7 @@ def remove(item_ids: Sequence[str], threads: int | None, bundle: str | None) -> 
 @bundle_option
 def info(as_json: bool, bundle: str | None) -> None:
     """What the bundle is: files, model, index, provenance figures, available providers."""
-    from .bundle import open_bundle
+    from .bundle.reader import open_bundle
     from .encoder import available_providers
 
     opened = open_bundle(resolve_bundle_path(bundle))
@@ -321,7 +324,7 @@ def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort
     Example:
       edgerec loadtest --threads 1,4 --queries 500
     """
-    from .loadtest import format_report, run_loadtest
+    from .tools.loadtest import format_report, run_loadtest
 
     rec = Recommender.load(bundle, threads=ort_threads)
     report = run_loadtest(rec, threads=thread_counts, queries=queries, warmup=warmup, seed=seed)
@@ -372,7 +375,7 @@ def bench(rounds: int | None, quick: bool, as_json: bool, bundle: str | None) ->
     Example:
       edgerec bench --json > bench.json
     """
-    from .bench import config_for, format_report, run_bench
+    from .tools.bench import config_for, format_report, run_bench
 
     report = run_bench(resolve_bundle_path(bundle), config_for(quick, rounds),
                        log=lambda line: click.echo(f"bench: {line}", err=True))
@@ -401,33 +404,3 @@ def _print(results: list[Recommendation], as_json: bool) -> None:
         title = result.metadata.get("title")
         name = result.item_id if title in (None, "", result.item_id) else f"{title}  [{result.item_id}]"
         click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {name}  {described}".rstrip()))
-
-
-class StageProgress:
-    """One click progress bar per stage of a long job, on stderr; called as progress(stage, done, total)."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._stage = ""
-        self._shown = 0
-
-    def __enter__(self) -> "StageProgress":
-        return self
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self._stage:
-            self._close()
-            self._stage, self._shown = stage, 0
-            # show_pos: "12288/1000000" tells how big the job is, not only how far along.
-            self._bar = click.progressbar(length=total, label=f"{stage:<9}", file=sys.stderr, show_pos=True)
-            self._bar.__enter__()
-        self._bar.update(done - self._shown)
-        self._shown = done
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-    def __exit__(self, *exc: object) -> None:
-        self._close()

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle.manifest import DescriptionSpec
+from .bundle.reader import Bundle
 from .encoder import TextEncoder
-from .manifest import DescriptionSpec
 from .pooling import l2_normalize
 
 # The encoder's scores the take-part rule compares: the best and the 10th best.
@@ -68,9 +69,21 @@ class DescriptionModel:
         return cls.load(bundle.path("descriptions"), bundle.path("descriptions_tokenizer" if own else "tokenizer"),
                         spec, threads=threads, device=device, encoder=None if own else encoder)
 
+    def probe_size(self, k: int, count: int) -> int:
+        """How many of the encoder's results the rule needs to see (its 10th best), for a query of ``k``."""
+        return min(max(k, ROUTE_PROBE), count)
+
+    def refine(self, text: str, encoded: np.ndarray, scores: np.ndarray,
+               top_item: Mapping[str, Any]) -> np.ndarray | None:
+        """The vector to search again for ``text`` when the encoder's answer (its vector ``encoded``,
+        ``scores`` best first, its best item ``top_item``) is weak; None when that answer stands."""
+        if not self.take_part(text, scores, str(top_item.get(self.spec.title_field, ""))):
+            return None
+        return self.blend(encoded, self.read(text))
+
     def take_part(self, text: str, scores: np.ndarray, top_title: str) -> bool:
-        """Whether the encoder's answer (``scores`` best first, ``top_title`` of its best item) is weak
-        enough for the description model to take part in answering ``text``."""
+        """The rule: whether the encoder's answer (``scores`` best first, ``top_title`` of its best item)
+        is weak enough for the description model to take part in answering ``text``."""
         if len(scores) == 0:
             return False
         margin = float(scores[0] - scores[min(ROUTE_PROBE, len(scores)) - 1])

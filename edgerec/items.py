@@ -1,35 +1,29 @@
-"""Items: the bundle's item table, user catalogues, and the text made from an item.
+"""Items: the bundle's item table, and the text made from an item.
 
 The item table is JSON Lines, one object per item, in label order (label i is
 line i). ``item_text`` is the single rule for turning an item into the text
 the encoder reads, used by the export stage and by ``edgerec build`` alike.
 
-Catalogues are read one record at a time (``CatalogFile``), so a build never
-holds all of them; only the ids are kept, to refuse duplicates. A loaded item
-table keeps where each line starts and an id -> label map, and parses a
-record when it is asked for: a million records as dicts would take ~0.9 GB.
+A loaded item table keeps where each line starts and an id -> label map, and
+parses a record when it is asked for: a million records as dicts would take
+~0.9 GB.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import operator
 import os
-import re
 import weakref
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, overload
+from typing import Any, Iterable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 
+from .bundle.manifest import ItemsSpec
 from .errors import BundleError, CatalogError
-from .manifest import ItemsSpec
-
-CATALOG_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
 
 def item_text(record: Mapping[str, Any], fields: Sequence[str]) -> str:
@@ -176,241 +170,3 @@ class JsonlRecords(Sequence[Mapping[str, Any]]):
         if not isinstance(item_id, str) or self._labels.get(item_id) != label:
             raise BundleError(f"{self.path}: line {label + 1} changed after the bundle was loaded; load it again")
         return record
-
-
-class UpdatedItems:
-    """The item table of a bundle-home update: rows that are labels of the old table are copied from
-    its file byte for byte (neither parsed nor serialised again), the others are new records.
-
-    ``columns`` is the old table's columns plus the new records' fields: a superset when an update
-    removed the last item with some field, never too few.
-    """
-
-    def __init__(self, old: ItemTable, old_columns: Sequence[str], rows: Sequence[int | Mapping[str, Any]]) -> None:
-        if not isinstance(old.records, JsonlRecords):
-            raise TypeError("UpdatedItems copies lines from a loaded items file (ItemTable.load)")
-        self.id_field = old.id_field
-        self._old = old.records
-        self._old_columns = tuple(old_columns)
-        self._rows = rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def columns(self) -> tuple[str, ...]:
-        seen = dict.fromkeys(self._old_columns)
-        for row in self._rows:
-            if not isinstance(row, int):
-                seen.update(dict.fromkeys(row))
-        return tuple(seen)
-
-    def serialized(self, lines_per_chunk: int = 1024) -> Iterator[bytes]:
-        """The items file, as ``ItemTable.serialized`` gives it: runs of consecutive old lines are read
-        with one pread each, new records are serialised."""
-        run_start = run_stop = -1
-        fresh: list[Mapping[str, Any]] = []
-        for row in self._rows:
-            if isinstance(row, int):
-                if fresh:
-                    yield jsonl_bytes(fresh)
-                    fresh = []
-                if row == run_stop and run_stop - run_start < lines_per_chunk:
-                    run_stop += 1
-                    continue
-                if run_start >= 0:
-                    yield self._old.raw_lines(run_start, run_stop)
-                run_start, run_stop = row, row + 1
-            else:
-                if run_start >= 0:
-                    yield self._old.raw_lines(run_start, run_stop)
-                    run_start = run_stop = -1
-                fresh.append(row)
-                if len(fresh) >= lines_per_chunk:
-                    yield jsonl_bytes(fresh)
-                    fresh = []
-        if run_start >= 0:
-            yield self._old.raw_lines(run_start, run_stop)
-        if fresh:
-            yield jsonl_bytes(fresh)
-
-
-def read_catalog(path: str | Path, *, id_field: str = "id") -> list[dict[str, Any]]:
-    """Read a JSONL or CSV/TSV catalogue; every record gets a string id. Errors name the line."""
-    records = [record for _, record in CatalogFile(path, id_field=id_field).records()]
-    if not records:
-        raise CatalogError(f"{path}: no items")
-    return records
-
-
-class CatalogFile:
-    """A catalogue file read one record at a time, as often as needed (a streaming build reads it twice).
-
-    ``sha256`` is the hash of the bytes the last complete pass read: two
-    passes that read the same bytes saw the same records.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, id_field: str = "id") -> None:
-        self.path = Path(path)
-        self.id_field = id_field
-        kind = CATALOG_SUFFIXES.get(self.path.suffix.lower())
-        if kind is None:
-            raise CatalogError(f"{self.path}: unknown catalogue type; use .jsonl, .csv or .tsv")
-        self.kind = kind
-        self.sha256: str | None = None
-
-    def count_lines(self) -> int:
-        """Lines in the file, counted without decoding: the total for progress while records are read."""
-        lines, last = 0, b"\n"
-        with self._open() as handle:
-            while block := handle.read(1 << 20):
-                lines += block.count(b"\n")
-                last = block[-1:]
-        return lines + (last != b"\n")
-
-    def records(self, *, unique: bool = True,
-                progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, record) in file order; each record's id is a stripped str.
-
-        With ``unique``, a repeated id is refused: that needs every id seen so
-        far (about 120 bytes each, 120 MB for a million items), the one thing
-        kept across the whole pass. ``progress(line)`` is called every few
-        thousand lines.
-        """
-        seen: dict[str, int] = {}
-        digest = hashlib.sha256()
-        self.sha256 = None
-        with self._open() as handle:
-            lines = _decoded_lines(self.path, handle, digest.update)
-            rows = _jsonl_rows(self.path, lines) if self.kind == "jsonl" else \
-                _csv_rows(self.path, lines, "\t" if self.kind == "tsv" else ",")
-            for count, (number, record) in enumerate(rows, start=1):
-                value = record.get(self.id_field)
-                if value is None or str(value).strip() == "":
-                    raise CatalogError(f"{self.path}: line {number} has no {self.id_field!r} field "
-                                       "(choose the id field with --id-field)")
-                item_id = str(value).strip()
-                if unique:
-                    if item_id in seen:
-                        raise CatalogError(f"{self.path}: line {number} repeats id {item_id!r} "
-                                           f"first seen on line {seen[item_id]}")
-                    seen[item_id] = number
-                if progress is not None and count % _PROGRESS_EVERY == 0:
-                    progress(number)
-                yield number, {**record, self.id_field: item_id}
-            # The digest covers every byte only once the reader has reached the end of the file.
-            for _ in lines:
-                pass
-        self.sha256 = digest.hexdigest()
-
-    def _open(self) -> BinaryIO:
-        try:
-            return open(self.path, "rb")
-        except FileNotFoundError:
-            raise CatalogError(f"{self.path}: no such file") from None
-        except IsADirectoryError:
-            raise CatalogError(f"{self.path}: is a directory, not a catalogue file") from None
-
-
-_PROGRESS_EVERY = 8192
-# A lone carriage return ends a line for the csv module (as in a file opened with newline="").
-_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
-
-
-def _decoded_lines(path: Path, handle: BinaryIO, hash_update: Callable[[bytes], None]) -> Iterator[str]:
-    """The file's lines as text, line ends kept; a line that is not UTF-8 is refused by number."""
-    for number, raw in enumerate(handle, start=1):
-        hash_update(raw)
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a byte-order mark, as "utf-8-sig" drops it
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CatalogError(f"{path}: line {number} is not UTF-8 text; save the file as UTF-8") from None
-
-
-def _jsonl_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    # Lines end at "\n" only: JSON strings may hold U+2028 or U+0085, which str.splitlines() breaks at.
-    for number, line in enumerate(lines, start=1):
-        line = line[:-1] if line.endswith("\n") else line
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # ValueError also covers integers of >4300 digits
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            raise CatalogError(f"{path}: line {number} is not valid JSON ({reason})") from None
-        if not isinstance(record, dict):
-            raise CatalogError(f"{path}: line {number} is not a JSON object")
-        try:
-            json.dumps(record, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:  # a "\\ud800" escape decodes to a lone surrogate, which UTF-8 cannot hold
-            raise CatalogError(f"{path}: line {number} holds an invalid \\u escape (a lone surrogate)") from None
-        yield number, record
-
-
-def _csv_rows(path: Path, lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    split = (part for line in lines for part in _LONE_CR.split(line) if part)
-    reader = csv.DictReader(split, delimiter=delimiter)
-    try:
-        for record in reader:
-            if None in record:
-                raise CatalogError(f"{path}: line {reader.line_num} has more fields than the header")
-            yield reader.line_num, {k: v for k, v in record.items() if v is not None}
-    except csv.Error as exc:
-        raise CatalogError(f"{path}: line {reader.line_num + 1} is not valid CSV ({exc})") from None
-
-
-def choose_text_fields(records: Iterable[Mapping[str, Any]], preferred: Sequence[str], id_field: str) -> tuple[str, ...]:
-    """The preferred text fields that the catalogue actually has (checked on all records)."""
-    present: dict[str, None] = {}
-    for record in records:
-        present.update(dict.fromkeys(record))
-    return text_fields_among(tuple(present), preferred, id_field)
-
-
-def text_fields_among(columns: Sequence[str], preferred: Sequence[str], id_field: str) -> tuple[str, ...]:
-    """The preferred text fields among a catalogue's ``columns`` (every field some item has)."""
-    fields = tuple(f for f in preferred if f in columns and f != id_field)
-    if not fields:
-        raise CatalogError(
-            f"none of the text fields {list(preferred)} is in the catalogue (it has {list(columns)}); "
-            "say which fields make the item text with --text-fields"
-        )
-    return fields
-
-
-@dataclass(frozen=True)
-class CatalogSurvey:
-    """What a first pass over a catalogue learns, so that the build can plan without keeping records."""
-
-    count: int
-    columns: tuple[str, ...]  # every field some item has, in order of first appearance
-    without_text: int  # items with no text in any of the candidate text fields
-    first_without_text: str | None  # the id of the first such item
-    sha256: str
-
-
-def survey_catalog(catalog: CatalogFile, candidate_fields: Sequence[str],
-                   progress: Callable[[int], None] | None = None) -> CatalogSurvey:
-    """Read and check every record once, keeping only counts, column names and the ids.
-
-    Whichever of ``candidate_fields`` the build then keeps, an item's text is
-    the same: a candidate no item has adds nothing to any text. So empty texts
-    can be counted here, before the text fields are chosen.
-    """
-    columns: dict[str, None] = {}
-    count = without_text = 0
-    first_without_text = None
-    candidates = [f for f in candidate_fields if f != catalog.id_field]
-    for _, record in catalog.records(progress=progress):
-        count += 1
-        columns.update(dict.fromkeys(record))
-        if not item_text(record, candidates):
-            without_text += 1
-            first_without_text = first_without_text or record[catalog.id_field]
-    if count == 0:
-        raise CatalogError(f"{catalog.path}: no items")
-    if catalog.sha256 is None:
-        raise RuntimeError(f"{catalog.path}: the pass over the catalogue ended early")
-    return CatalogSurvey(count=count, columns=tuple(columns), without_text=without_text,
-                         first_without_text=first_without_text, sha256=catalog.sha256)

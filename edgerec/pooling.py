@@ -28,3 +28,14 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 POOLERS = {"mean": mean_pool, "cls": cls_pool}
+
+
+def pool_one(hidden: np.ndarray, pooling: str) -> np.ndarray:
+    """One unpadded text's vector from its token vectors (tokens, dim): what ``POOLERS`` give for a
+    batch of one, without the mask arithmetic (a visible share of a ~0.5 ms query)."""
+    return hidden[0] if pooling == "cls" else hidden.mean(axis=0)
+
+
+def unit_vector(vector: np.ndarray) -> np.ndarray:
+    """One vector scaled to unit length; an all-zero vector stays zero."""
+    return vector / max(float(np.sqrt(vector @ vector)), 1e-12)

@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bundle import Bundle, open_bundle
-from .descriptions import ROUTE_PROBE, DescriptionModel
+from .bundle.reader import Bundle, open_bundle
+from .descriptions import DescriptionModel
 from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError, UnknownItemError
 from .index import ItemIndex
@@ -93,7 +93,7 @@ class Recommender:
     ) -> "Recommender":
         """Verify and open a bundle (None: $EDGEREC_BUNDLE, else the default bundle).
 
-        A bundle home (edgerec.store) opens the version its ``current`` pointer names.
+        A bundle home (edgerec.bundle.home) opens the version its ``current`` pointer names.
         ``threads``: ONNX Runtime threads; 1 by default, the fastest for single
         queries; None uses every core, which pays for large ``encode`` batches.
         ``ef``: HNSW search breadth instead of the bundle's default (more recall, more time).
@@ -182,15 +182,17 @@ class Recommender:
         return self._answer(clean_text(text), 1, use_descriptions=True)[2]
 
     def _answer(self, text: str, k: int, *, use_descriptions: bool) -> tuple[np.ndarray, np.ndarray, str]:
+        """The query path: encode, search, and (when the description model joins) search again."""
+        model = self.descriptions if use_descriptions else None
         vector = self.encoder.encode_one(text)
-        model = self.descriptions
-        if not use_descriptions or model is None:
-            return *self.index.search(vector, k), "encoder"
-        labels, scores = self.index.search(vector, min(max(k, ROUTE_PROBE), len(self.items)))
-        top_title = str(self.items.records[int(labels[0])].get(model.spec.title_field, "")) if len(labels) else ""
-        if not model.take_part(text, scores, top_title):
+        labels, scores = self.index.search(vector, k if model is None else model.probe_size(k, len(self.items)))
+        refined = None if model is None else model.refine(text, vector, scores, self._top_record(labels))
+        if refined is None:
             return labels[:k], scores[:k], "encoder"
-        return *self.index.search(model.blend(vector, model.read(text)), k), "blend"
+        return *self.index.search(refined, k), "blend"
+
+    def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:
+        return self.items.records[int(labels[0])] if len(labels) else {}
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items like ``item_id`` (the item itself is left out)."""

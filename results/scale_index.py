@@ -24,8 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgerec.bundle import open_bundle  # noqa: E402
-from edgerec.manifest import IndexSpec  # noqa: E402
+from edgerec.bundle.reader import open_bundle  # noqa: E402
+from edgerec.bundle.manifest import IndexSpec  # noqa: E402
 
 K = 10
 QUERY_TEXTS = 200

@@ -20,7 +20,7 @@ def resident_mb() -> float:
 
 def main() -> None:
     started_all = time.perf_counter()
-    from edgerec.bundle import open_bundle
+    from edgerec.bundle.reader import open_bundle
     from edgerec.encoder import TextEncoder
     from edgerec.index import ItemIndex
     from edgerec.items import ItemTable

@@ -132,7 +132,7 @@ def tiny_bundle(tiny_export) -> Path:
 @pytest.fixture(scope="session")
 def tiny_fp32_bundle(tiny_export) -> Path:
     """The same catalogue encoded with the fp32 graph: for exact comparisons with torch."""
-    from edgerec.build import build_bundle
+    from edgerec.update.build import build_bundle
     from export.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
 
     teacher, config, records = tiny_export

@@ -22,7 +22,7 @@ import atheris
 with atheris.instrument_imports():
     from edgerec import InputError, Recommender
     from edgerec.errors import ManifestError
-    from edgerec.manifest import Manifest
+    from edgerec.bundle.manifest import Manifest
 
 
 def fuzz_query(recommender: Recommender):

@@ -170,7 +170,7 @@ def test_runtime_never_imports_torch(tiny_bundle, tmp_path):
         import sys
         import edgerec
         from edgerec import Recommender
-        from edgerec.build import build_from_catalog
+        from edgerec.update.build import build_from_catalog
         from edgerec.cli import main
         rec = Recommender.load({str(tiny_bundle)!r})
         rec.query("dog", k=3)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgerec.bench import BenchConfig, BenchError, Timing, child_env, exact_top_k, first_answer, recall_at_k
+from edgerec.tools.bench import BenchConfig
+from edgerec.tools.timing import BenchError, Timing, child_env, exact_top_k, first_answer, recall_at_k
 from edgerec.cli import main
 
 
@@ -94,7 +95,7 @@ def test_first_answer_reports_a_failing_child():
 def test_a_child_reports_its_own_peak_not_its_parents():
     """A child's ru_maxrss starts at the parent's RSS; the figure must be the child's own."""
     ballast = np.ones(300 * 2**20 // 8)  # 300 MiB resident in this process
-    script = "from edgerec.bench import peak_rss_kib; print('answered', flush=True); print(peak_rss_kib())"
+    script = "from edgerec.tools.timing import peak_rss_kib; print('answered', flush=True); print(peak_rss_kib())"
     run = first_answer([sys.executable, "-c", script], env=child_env())
     assert 5e6 < run.peak_rss_bytes < 150e6
     assert ballast[-1] == 1.0

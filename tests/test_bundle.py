@@ -11,9 +11,11 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from edgerec.bundle import FILE_NAMES, BundleWriter, open_bundle
+from edgerec.bundle.manifest import FILE_NAMES
+from edgerec.bundle.reader import open_bundle
+from edgerec.bundle.writer import BundleWriter
 from edgerec.errors import BundleError, IntegrityError, ManifestError
-from edgerec.manifest import EncoderSpec, IndexSpec, ItemsSpec, Manifest
+from edgerec.bundle.manifest import EncoderSpec, IndexSpec, ItemsSpec, Manifest
 
 ROLES = ("encoder", "tokenizer", "index", "items")
 ENCODER = EncoderSpec(max_length=32, pooling="mean", normalize=True, dim=8,

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from bundle_damage import BUNDLE_FILES, HEADER, copy_bundle, load_in_children, rehash, tree_digest
 from edgerec.errors import ManifestError
-from edgerec.manifest import Manifest
+from edgerec.bundle.manifest import Manifest
 
 ALL_FILES = (*BUNDLE_FILES, "manifest.json")
 BATCH = 16

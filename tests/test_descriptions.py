@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from edgerec import Recommender
-from edgerec.bundle import open_bundle
+from edgerec.bundle.reader import open_bundle
 from edgerec.descriptions import DescriptionModel, content_words
 from edgerec.errors import BundleError, ManifestError
-from edgerec.manifest import DescriptionSpec, EncoderSpec, Manifest
+from edgerec.bundle.manifest import DescriptionSpec, EncoderSpec, Manifest
 from export.descriptions import STOPWORDS, DescriptionConfig, hard_words, word_phrases, write_with_descriptions
 
 HORROR_WORDS = ("horror", "haunted", "scary", "ghost", "zombie", "monster")
@@ -126,7 +126,7 @@ def test_a_model_with_its_own_tokenizer_reads_its_whole_words(tiny_bundle: Path,
     np.testing.assert_allclose(described.descriptions.read("a spooky film"), table[spooky], atol=1e-6)
     assert _horror_count(described.query("a spooky film")) > _horror_count(described.query("a spooky film",
                                                                                           descriptions=False))
-    from edgerec.store import Store  # home updates carry the model's tokenizer with it
+    from edgerec.update.store import Store  # home updates carry the model's tokenizer with it
 
     store = Store.create(tmp_path / "home", tmp_path / "own")
     store.remove([rec.items.records[0]["id"]])
@@ -255,8 +255,8 @@ def test_a_model_that_does_not_fit_its_section_is_refused_naming_the_file(tiny_b
 
 
 def test_home_updates_keep_the_model_and_a_new_catalogue_drops_it(described_bundle: Path, tmp_path: Path) -> None:
-    from edgerec.build import build_from_catalog
-    from edgerec.store import Store
+    from edgerec.update.build import build_from_catalog
+    from edgerec.update.store import Store
 
     store = Store.create(tmp_path / "home", described_bundle)
     assert open_bundle(tmp_path / "home").manifest.descriptions is not None

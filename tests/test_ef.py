@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import tiny_catalog
 from edgerec import Recommender
-from edgerec.build import build_from_catalog
+from edgerec.update.build import build_from_catalog
 from edgerec.cli import main
 from edgerec.errors import InputError
 from edgerec.index import IndexBuilder, default_ef

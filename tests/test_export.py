@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgerec.bundle import open_bundle
+from edgerec.bundle.reader import open_bundle
 
 
 def test_stages_leave_reports_and_the_bundle_records_them(tiny_export):

@@ -10,7 +10,7 @@ import pytest
 
 from edgerec.errors import BundleError, InputError
 from edgerec.index import ItemIndex
-from edgerec.manifest import IndexSpec
+from edgerec.bundle.manifest import IndexSpec
 
 COUNT, DIM = 2000, 32
 
@@ -168,21 +168,21 @@ def test_level0_is_checked_block_by_block(index: ItemIndex, tmp_path: Path, monk
                                           damage: str | None, fragment: str | None) -> None:
     import struct
 
-    import edgerec.index
-    from edgerec.index import _HEADER, validate_index_file
+    import edgerec.bundle.hnsw_file
+    from edgerec.bundle.hnsw_file import HEADER, validate_index_file
 
     path = tmp_path / "index.hnsw"
     index.save(path)
     data = bytearray(path.read_bytes())
-    header = _HEADER.unpack_from(data)
+    header = HEADER.unpack_from(data)
     per_element, label_offset, offset_data = header[3], header[4], header[5]
-    last_row = _HEADER.size + (COUNT - 1) * per_element  # in the last, short block
+    last_row = HEADER.size + (COUNT - 1) * per_element  # in the last, short block
     if damage == "nan":
         struct.pack_into("<f", data, last_row + offset_data, float("nan"))
     elif damage == "label":
         struct.pack_into("<Q", data, last_row + label_offset, 0)
     path.write_bytes(bytes(data))
-    monkeypatch.setattr(edgerec.index, "_CHECK_BLOCK", 300)
+    monkeypatch.setattr(edgerec.bundle.hnsw_file, "CHECK_BLOCK", 300)
     if fragment is None:
         validate_index_file(path, index.spec)
     else:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edgerec.errors import BundleError, CatalogError
-from edgerec.items import ItemTable, choose_text_fields, item_text, read_catalog
-from edgerec.manifest import ItemsSpec
+from edgerec.bundle.manifest import ItemsSpec
+from edgerec.items import ItemTable, item_text
+from edgerec.update.catalog import choose_text_fields, read_catalog
 
 
 # -- item_text ---------------------------------------------------------------
@@ -221,7 +222,7 @@ def test_the_first_error_in_the_file_is_the_one_reported(tmp_path: Path) -> None
 def test_catalog_file_hashes_what_a_complete_pass_read(tmp_path: Path) -> None:
     import hashlib
 
-    from edgerec.items import CatalogFile
+    from edgerec.update.catalog import CatalogFile
 
     data = '\ufeff{"id": "a"}\n\n{"id": "b"}'
     path = write(tmp_path, "items.jsonl", data)
@@ -275,7 +276,8 @@ def test_loaded_table_refuses_a_file_changed_in_place(loaded: ItemTable, tmp_pat
 
 
 def test_an_update_copies_kept_lines_byte_for_byte_and_serialises_only_new_records(tmp_path):
-    from edgerec.items import UpdatedItems, jsonl_bytes
+    from edgerec.items import jsonl_bytes
+    from edgerec.update.updated_items import UpdatedItems
 
     old_records = [{"id": f"i{n}", "title": f"Title {n}", "note": "é" * (n % 3)} for n in range(10)]
     path = tmp_path / "items.jsonl"

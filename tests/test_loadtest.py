@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import edgerec.cli
 from edgerec import Recommender
 from edgerec.cli import main
-from edgerec.loadtest import build_workload, rss_mb, run_loadtest
+from edgerec.tools.loadtest import build_workload, rss_mb, run_loadtest
 
 
 def test_loadtest_reports_every_thread_count(tiny_bundle):

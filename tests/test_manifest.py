@@ -9,7 +9,7 @@ import re
 import pytest
 
 from edgerec.errors import ManifestError
-from edgerec.manifest import EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
+from edgerec.bundle.manifest import EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
 
 SHA = "0123456789abcdef" * 4
 DELETE = object()

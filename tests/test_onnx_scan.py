@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgerec.encoder import make_session
 from edgerec.errors import BundleError
-from edgerec.onnx_scan import check_self_contained
+from edgerec.bundle.onnx_scan import check_self_contained
 
 
 def identity_model(weight: np.ndarray) -> onnx.ModelProto:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from edgerec.manifest import POOLINGS
+from edgerec.bundle.manifest import POOLINGS
 from edgerec.pooling import POOLERS, cls_pool, l2_normalize, mean_pool
 
 

@@ -1,4 +1,4 @@
-"""Taking items out of an index file (edgerec.prune): what is left is a valid index of the kept
+"""Taking items out of an index file (edgerec.update.prune): what is left is a valid index of the kept
 items, relabelled as the item table is, and it finds neighbours as well as before."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgerec.index import _HEADER, ItemIndex, _Header, validate_index_file
-from edgerec.prune import prune_index_file
+from edgerec.bundle.hnsw_file import HEADER, Header, validate_index_file
+from edgerec.index import ItemIndex
+from edgerec.update.prune import prune_index_file
 
 
 def clustered(count: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -28,9 +29,9 @@ def index_file(tmp_path: Path) -> tuple[Path, ItemIndex, np.ndarray]:
     return path, index, vectors
 
 
-def header(path: Path) -> _Header:
+def header(path: Path) -> Header:
     with open(path, "rb") as handle:
-        return _Header(*_HEADER.unpack(handle.read(_HEADER.size)))
+        return Header(*HEADER.unpack(handle.read(HEADER.size)))
 
 
 def recall_at_10(index: ItemIndex, vectors: np.ndarray, queries: np.ndarray) -> float:
@@ -80,11 +81,11 @@ def test_removing_every_item_is_refused(index_file, tmp_path):
 
 
 def test_removing_the_whole_top_level_lowers_the_graph(index_file, tmp_path):
-    from edgerec.index import _open_index, _read_layout
+    from edgerec.bundle.hnsw_file import open_index_file, read_layout
 
     path, index, vectors = index_file
-    with _open_index(path) as handle:
-        before, levels, _, _ = _read_layout(path, handle, index.spec)
+    with open_index_file(path) as handle:
+        before, levels, _, _ = read_layout(path, handle, index.spec)
     labels = validate_index_file(path, index.spec)
     top = labels[levels == before.max_level].astype(np.int64)
     spec = prune_index_file(path, index.spec, top, tmp_path / "pruned.hnsw")

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import edgerec.bundle
-import edgerec.store
+import edgerec.bundle.writer
+import edgerec.update.store
 from bundle_damage import REPO, child_env
 from edgerec import Recommender
-from edgerec.bundle import open_bundle
+from edgerec.bundle.reader import open_bundle
 from edgerec.cli import main
 from edgerec.errors import (
     BundleError,
@@ -38,8 +38,9 @@ from edgerec.errors import (
     UnknownItemError,
     WriteError,
 )
-from edgerec.faults import FAULT_AT_ENV, FAULT_LOG_ENV
-from edgerec.store import LOCK_NAME, POINTER_NAME, Pointer, Store, is_home, read_pointer
+from edgerec.bundle.faults import FAULT_AT_ENV, FAULT_LOG_ENV
+from edgerec.bundle.home import POINTER_NAME, Pointer, is_home, read_pointer
+from edgerec.update.store import LOCK_NAME, Store
 
 QUERY = "space alien robot movie"
 # New items and changed ones: item-003 gets a new text (re-encoded), item-004 only new metadata
@@ -49,7 +50,7 @@ UPDATE = [
     {"id": "new-2", "title": "Haunted House Of Love", "year": 1977, "genres": ["Horror", "Romance"]},
     {"id": "item-003", "title": "Changed Title Of War", "year": 1990, "genres": ["Drama"]},
 ]
-# Every step an update passes, in order (edgerec.faults). Killing the writer at each one is tested below.
+# Every step an update passes, in order (edgerec.bundle.faults). Killing the writer at each one is tested below.
 UPDATE_STEPS = [
     "after-create:staging",
     *(f"{when}:{name}" for name in ("encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl", "manifest.json")
@@ -199,7 +200,7 @@ def test_a_full_disk_while_pruning_is_a_clear_error_and_changes_nothing(home: Pa
         Path(out).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device", str(out))
 
-    monkeypatch.setattr(edgerec.store, "prune_index_file", full)
+    monkeypatch.setattr(edgerec.update.store, "prune_index_file", full)
     with pytest.raises(WriteError, match="No space left"):
         Store(home).remove(["item-003"])
     assert Store(home).versions() == ["v000001"] and leftovers(home) == []
@@ -210,7 +211,7 @@ def test_a_pruning_remove_never_loads_the_graph(home: Path, monkeypatch) -> None
     def refuse(*args, **kwargs):
         raise AssertionError("the pruned file should be copied in, not loaded into hnswlib")
 
-    monkeypatch.setattr(edgerec.store.ItemIndex, "load", refuse)
+    monkeypatch.setattr(edgerec.update.store.ItemIndex, "load", refuse)
     Store(home).remove(["item-040"], threads=1)
     monkeypatch.undo()
     after = Recommender.load(home, threads=1)
@@ -411,7 +412,7 @@ def test_a_second_writer_is_refused_at_once(home: Path, catalog: Path, rival_wri
 
 
 def test_two_writers_started_together_never_corrupt_the_home(home: Path, catalog: Path) -> None:
-    script = "import sys; from edgerec.store import Store; Store(sys.argv[1]).remove([sys.argv[2]], threads=1)"
+    script = "import sys; from edgerec.update.store import Store; Store(sys.argv[1]).remove([sys.argv[2]], threads=1)"
     writers = [subprocess.Popen([sys.executable, "-c", script, str(home), item_id], env=child_env(), cwd=REPO,
                                 stderr=subprocess.PIPE, text=True) for item_id in ("item-001", "item-002")]
     results = [(w.wait(timeout=120), w.stderr.read() if w.stderr else "") for w in writers]
@@ -457,7 +458,7 @@ def bytes_per_file(template_home: Path, tmp_path_factory: pytest.TempPathFactory
         return count
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(edgerec.bundle.os, "write", counting_write)
+        patch.setattr(edgerec.bundle.writer.os, "write", counting_write)
         Store(home).add(catalog, threads=1)
     return written
 
@@ -482,7 +483,7 @@ def test_disk_full_fails_clearly_and_keeps_the_old_version(home: Path, catalog: 
     else:
         assert where == "first-byte"
         budget = 0
-    monkeypatch.setattr(edgerec.bundle.os, "write", _failing_os_write(budget, errno.ENOSPC))
+    monkeypatch.setattr(edgerec.bundle.writer.os, "write", _failing_os_write(budget, errno.ENOSPC))
     with pytest.raises(WriteError, match="No space left on device.*free some disk space") as caught:
         Store(home).add(catalog, threads=1)
     assert "\n" not in str(caught.value)
@@ -507,7 +508,7 @@ def test_a_write_that_silently_drops_bytes_is_never_published(home: Path, catalo
         real_write(fd, view[: max(0, len(view) - 1)])
         return len(view)
 
-    monkeypatch.setattr(edgerec.bundle.os, "write", lying_write)
+    monkeypatch.setattr(edgerec.bundle.writer.os, "write", lying_write)
     with pytest.raises(WriteError, match="reads back as"):
         Store(home).add(catalog, threads=1)
     monkeypatch.undo()
@@ -558,7 +559,7 @@ def test_an_update_passes_every_named_step(home: Path, catalog: Path, monkeypatc
     assert log.read_text().split() == UPDATE_STEPS
 
 
-_UPDATE_CHILD = "import sys; from edgerec.store import Store; Store(sys.argv[1]).add(sys.argv[2], threads=1)"
+_UPDATE_CHILD = "import sys; from edgerec.update.store import Store; Store(sys.argv[1]).add(sys.argv[2], threads=1)"
 
 
 def _update_in_child(home: Path, catalog: Path, step: str) -> subprocess.Popen:

@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-import edgerec.bundle
-import edgerec.store
+import edgerec.bundle.writer
+import edgerec.update.store
 from edgerec import Recommender
 from edgerec.encoder import TextEncoder
 from edgerec.items import item_text
-from edgerec.store import Store
+from edgerec.update.store import Store
 from test_store import SWITCH_STEP, UPDATE_STEPS
 
 WORDS = ("space", "alien", "robot", "heist", "love", "war", "ghost", "king", "dog", "city", "night", "dark")
@@ -53,7 +53,7 @@ class ModelItem:
 
 @pytest.fixture(scope="module")
 def small_home(tiny_export, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgerec.build import build_bundle
+    from edgerec.update.build import build_bundle
     from export.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
 
     teacher, config, records = tiny_export
@@ -147,8 +147,8 @@ class IndexLifecycle(RuleBasedStateMachine):
             if reached == step:
                 raise SimulatedCrash(step)
 
-        with mock.patch.object(edgerec.bundle, "fault_point", crash_at), \
-                mock.patch.object(edgerec.store, "fault_point", crash_at):
+        with mock.patch.object(edgerec.bundle.writer, "fault_point", crash_at), \
+                mock.patch.object(edgerec.update.store, "fault_point", crash_at):
             try:
                 self.store.add(self._catalog(records), threads=1)
             except SimulatedCrash:

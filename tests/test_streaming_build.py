@@ -14,10 +14,11 @@ import pytest
 
 from conftest import tiny_catalog
 from edgerec import Recommender
-from edgerec.build import build_from_catalog
+from edgerec.update.build import build_from_catalog
 from edgerec.errors import CatalogError, WriteError
 from edgerec.index import IndexBuilder, ItemIndex
-from edgerec.items import ItemTable, item_text, read_catalog
+from edgerec.items import ItemTable, item_text
+from edgerec.update.catalog import read_catalog
 
 
 def write_catalog(path: Path, count: int) -> Path:

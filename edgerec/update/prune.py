@@ -9,7 +9,7 @@ deletion (a mark, with the element still in the graph) costs the same links
 at search time. Cut links add up, so the store builds the graph again once
 the items pruned since its last build pass PRUNE_LIMIT of the items.
 
-The source file is validated first (edgerec.index) and the result is an
+The source file is validated first (edgerec.bundle.hnsw_file) and the result is an
 ordinary index file, which is validated again when it is loaded.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .index import _CHECK_BLOCK, _HEADER, _open_index, _read_layout, validate_index_file
-from .manifest import IndexSpec
+from ..bundle.hnsw_file import CHECK_BLOCK, HEADER, open_index_file, read_layout, validate_index_file
+from ..bundle.manifest import IndexSpec
 
 # Past this share of the items pruned since the graph was built, it is built again.
 PRUNE_LIMIT = 0.05
@@ -42,18 +42,18 @@ def prune_index_file(source: Path, spec: IndexSpec, remove: np.ndarray, out: Pat
     new_label = np.cumsum(~removed_label) - 1
     gone = removed_label[row_labels]  # per hnswlib element, in file order
     new_id = np.where(gone, -1, np.cumsum(~gone) - 1)
-    with _open_index(source) as handle:
-        h, levels, starts, upper = _read_layout(source, handle, spec)
+    with open_index_file(source) as handle:
+        h, levels, starts, upper = read_layout(source, handle, spec)
         entry, top = h.entry_point, h.max_level
         if gone[entry]:  # a new entry point: the first kept element of the highest level left
             top = int(levels[~gone].max())
             entry = int(np.flatnonzero(~gone & (levels == top))[0])
         header = replace(h, max_elements=kept, count=kept, max_level=top, entry_point=int(new_id[entry]))
-        handle.seek(_HEADER.size)
+        handle.seek(HEADER.size)
         with open(out, "wb") as target:
-            target.write(_HEADER.pack(*astuple(header)))
-            for first in range(0, h.count, _CHECK_BLOCK):
-                rows = min(_CHECK_BLOCK, h.count - first)
+            target.write(HEADER.pack(*astuple(header)))
+            for first in range(0, h.count, CHECK_BLOCK):
+                rows = min(CHECK_BLOCK, h.count - first)
                 keep = ~gone[first : first + rows]
                 block = np.frombuffer(handle.read(rows * h.size_per_element), dtype=np.uint8)
                 block = block.reshape(rows, h.size_per_element)[keep].copy()

@@ -21,14 +21,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from . import __version__
-from .bundle import Bundle, BundleWriter, open_bundle
-from .encoder import TextEncoder
-from .errors import BundleError, CatalogError, WriteError
-from .index import (DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, IndexFile, ItemIndex, check_index_layout,
-                    validate_index_file)
-from .items import CatalogFile, ItemTable, UpdatedItems, item_text, jsonl_bytes, survey_catalog, text_fields_among
-from .manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
+from .. import __version__
+from ..bundle.hnsw_file import IndexFile, check_index_layout, validate_index_file
+from ..bundle.manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
+from ..bundle.reader import Bundle, open_bundle
+from ..bundle.writer import BundleWriter
+from ..encoder import TextEncoder
+from ..errors import BundleError, CatalogError, WriteError
+from ..index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex
+from ..items import ItemTable, item_text, jsonl_bytes
+from .catalog import CatalogFile, survey_catalog, text_fields_among
+from .updated_items import UpdatedItems
 
 # progress(stage, done, total): called as work advances.
 Progress = Callable[[str, int, int], None]

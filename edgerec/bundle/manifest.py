@@ -16,7 +16,7 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Mapping
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 FORMAT = "edgerec-bundle"
 SCHEMA_VERSION = 1  # what a bundle without a description model is written as, so older readers still open it
@@ -28,6 +28,16 @@ MANIFEST_NAME = "manifest.json"
 
 # Roles every bundle has; the reader refuses a manifest missing one.
 REQUIRED_FILES = ("encoder", "tokenizer", "index", "items")
+# Canonical file names a writer uses for each role.
+FILE_NAMES = {
+    "encoder": "encoder.onnx",
+    "tokenizer": "tokenizer.json",
+    "index": "index.hnsw",
+    "items": "items.jsonl",
+    "notice": "NOTICE",
+    "descriptions": "descriptions.onnx",
+    "descriptions_tokenizer": "descriptions-tokenizer.json",  # when the description model has its own
+}
 POOLINGS = ("mean", "cls")
 SPACES = ("ip", "cosine", "l2")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

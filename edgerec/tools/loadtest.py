@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import EdgerecError, EmptyQueryError, InputError, UnknownItemError
-from .recommender import Recommender
+from ..errors import EdgerecError, EmptyQueryError, InputError, UnknownItemError
+from ..recommender import Recommender
 
 WORKLOAD_SIZE = 200
 DEFAULT_WARMUP = 200

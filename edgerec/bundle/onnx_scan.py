@@ -16,7 +16,7 @@ import mmap
 import os
 from pathlib import Path
 
-from .errors import BundleError
+from ..errors import BundleError
 
 # Message kinds and, for each, the length-delimited fields that hold messages to walk.
 _MODEL, _GRAPH, _NODE, _ATTRIBUTE, _TENSOR, _SPARSE, _FUNCTION, _TRAINING = range(8)

@@ -9,7 +9,7 @@ A home is a directory::
       .lock                held with fcntl.flock by the one writer
       .v000004.staging-*   a writer's unfinished version (removed by the next writer)
 
-Readers read ``current`` and open the version it names; nothing else in the
+Readers (edgerec.bundle.reader) read ``current`` and open the version it names; nothing else in the
 home matters to them. A writer takes the lock, writes a whole new version
 beside the others with ``BundleWriter`` (staged, fsynced, verified, renamed
 into place), and only then replaces ``current`` (temp file, fsync, rename,
@@ -27,53 +27,36 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bundle import (
-    FILE_NAMES,
-    OLD_MARK,
-    STAGING_MARK,
-    Bundle,
-    BundleWriter,
-    fsync_dir,
-    open_bundle,
-    write_error,
-    write_new_file,
-)
-from .errors import BundleError, CatalogError, InputError, ManifestError, StoreBusyError, UnknownItemError
-from .faults import fault_point
-from .index import IndexFile, ItemIndex, StoredVectors, validate_index_file
-from .items import ItemTable, UpdatedItems, read_catalog
-from .manifest import MANIFEST_NAME
+from ..bundle.hnsw_file import IndexFile, StoredVectors, validate_index_file
+from ..bundle.faults import fault_point
+from ..bundle.home import HOME_FORMAT, POINTER_NAME, VERSION_NAME, Pointer, is_home, read_pointer, version_number
+from ..bundle.manifest import FILE_NAMES
+from ..bundle.reader import Bundle, open_bundle, open_current
+from ..bundle.writer import OLD_MARK, STAGING_MARK, BundleWriter, fsync_dir, write_error, write_new_file
+from ..errors import BundleError, CatalogError, InputError, StoreBusyError, UnknownItemError
+from ..encoder import TextEncoder
+from ..index import ItemIndex
+from ..items import ItemTable, item_text
+from .build import ModelFiles, build_from_catalog, item_texts, tool_versions, write_bundle_files
+from .catalog import read_catalog
 from .prune import PRUNE_LIMIT, prune_index_file
+from .updated_items import UpdatedItems
 
-POINTER_NAME = "current"
 LOCK_NAME = ".lock"
-HOME_FORMAT = "edgerec-home"
 _POINTER_TEMP = ".current.tmp"
-_VERSION = re.compile(r"^v(\d{6,})$")
-_MAX_POINTER_BYTES = 4096
-# A reader that read the pointer just before two updates removed that version retries this often.
-_OPEN_ATTEMPTS = 3
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class Pointer:
-    current: str
-    previous: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,61 +70,6 @@ class UpdateReport:
     replaced: int = 0  # ids that were there, given again (their records replace the old ones)
     removed: int = 0
     encoded: int = 0  # items whose text had to be encoded; the others' vectors were copied
-
-
-def is_home(path: str | os.PathLike[str]) -> bool:
-    """A directory with a ``current`` pointer and no manifest of its own."""
-    root = Path(path)
-    return os.path.lexists(root / POINTER_NAME) and not os.path.lexists(root / MANIFEST_NAME)
-
-
-def read_pointer(home: Path) -> Pointer:
-    path = home / POINTER_NAME
-    try:
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_POINTER_BYTES:
-            raise ManifestError(f"{path}: not a small regular file; restore the home's `current` pointer")
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path}: missing; {home} is not a bundle home") from None
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
-    except (ValueError, RecursionError):  # also UnicodeDecodeError
-        raise ManifestError(f"{path}: not valid JSON; restore the pointer (it names a version directory)") from None
-    if not isinstance(raw, dict) or raw.get("format") != HOME_FORMAT:
-        raise ManifestError(f"{path}: format must be {HOME_FORMAT!r}")
-    current, previous = raw.get("current"), raw.get("previous")
-    if not (isinstance(current, str) and _VERSION.match(current)):
-        raise ManifestError(f"{path}: current must name a version like 'v000001', got {current!r}")
-    if previous is not None and not (isinstance(previous, str) and _VERSION.match(previous)):
-        raise ManifestError(f"{path}: previous must name a version like 'v000001', got {previous!r}")
-    return Pointer(current, previous)
-
-
-def open_current(home: str | os.PathLike[str]) -> Bundle:
-    """Verify and open the version that the home's pointer names."""
-    home = Path(home).resolve()
-    for attempt in range(_OPEN_ATTEMPTS):
-        pointer = read_pointer(home)
-        try:
-            return _open_version(home, pointer.current)
-        except BundleError:
-            # A writer may have switched and removed this version since we read the pointer.
-            if attempt + 1 == _OPEN_ATTEMPTS or read_pointer(home) == pointer:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _open_version(home: Path, name: str) -> Bundle:
-    path = home / name
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise BundleError(f"{path}: the version named by {home / POINTER_NAME} is missing; "
-                          "restore it or point `current` at another version") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise BundleError(f"{path}: a version must be a directory inside the home, not a link or a file")
-    return replace(open_bundle(path, follow_home=False), home=home, version=name)
 
 
 class Store:
@@ -163,7 +91,7 @@ class Store:
             names = os.listdir(self.home)
         except FileNotFoundError:
             return []
-        return sorted((n for n in names if _VERSION.match(n)), key=_version_number)
+        return sorted((n for n in names if VERSION_NAME.match(n)), key=version_number)
 
     # -- writing -------------------------------------------------------------
     @classmethod
@@ -209,8 +137,6 @@ class Store:
                 threads: int | None = None, ef: int | None = None,
                 progress: Progress | None = None) -> UpdateReport:
         """A new version from a whole catalogue, encoded with ``base``'s model (default: the current version's)."""
-        from .build import build_from_catalog
-
         with self._locked():
             previous = self.pointer().current
             manifest = self._commit(
@@ -233,9 +159,6 @@ class Store:
     def _update_in(self, stack: ExitStack, current: Bundle, records: list[dict[str, Any]],
                    remove_ids: Sequence[str], *, catalog: str | None, threads: int | None,
                    progress: Progress | None) -> UpdateReport:
-        from .build import ModelFiles, item_texts, tool_versions, write_bundle_files
-        from .items import item_text
-
         manifest = current.manifest
         id_field, text_fields = manifest.items.id_field, manifest.items.text_fields
         old_table = ItemTable.load(current.path("items"), manifest.items)
@@ -278,7 +201,7 @@ class Store:
         vectors = _encode(current, texts, threads=threads, progress=progress)
         encode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        # Labels are item rows. A remove rewrites the graph without the removed items (edgerec.prune);
+        # Labels are item rows. A remove rewrites the graph without the removed items (edgerec.update.prune);
         # once the items pruned since the graph was last built pass PRUNE_LIMIT, it is built again,
         # because every cut link costs the graph a little.
         last = manifest.provenance.get("update")
@@ -346,10 +269,10 @@ class Store:
         return result
 
     def _next_version(self) -> str:
-        numbers = [_version_number(n) for n in self.versions()]
+        numbers = [version_number(n) for n in self.versions()]
         if os.path.lexists(self.home / POINTER_NAME):
             pointer = self.pointer()
-            numbers += [_version_number(n) for n in (pointer.current, pointer.previous) if n]
+            numbers += [version_number(n) for n in (pointer.current, pointer.previous) if n]
         return f"v{max(numbers, default=0) + 1:06d}"
 
     def _abandon(self, name: str) -> None:
@@ -394,7 +317,7 @@ class Store:
         # Beyond the live ones, the newest versions below the current one; a version above it was
         # never switched to (its writer was killed), so no reader has seen it.
         older = [v for v in self.versions()
-                 if v not in live and _version_number(v) < _version_number(pointer.current)]
+                 if v not in live and version_number(v) < version_number(pointer.current)]
         spare = self.keep - len(live)
         keep = set(live) | set(older[len(older) - spare:] if spare > 0 else [])
         for name in self.versions():
@@ -445,11 +368,6 @@ class Store:
             os.close(fd)  # releases the lock
 
 
-def _version_number(name: str) -> int:
-    match = _VERSION.match(name)
-    return int(match.group(1)) if match else 0
-
-
 def _verify_version(out: Path) -> None:
     """Re-open the new version as a reader would (sizes, hashes, index structure) before anyone can."""
     bundle = open_bundle(out, follow_home=False)
@@ -487,8 +405,6 @@ def _rename_id(record: Mapping[str, Any], catalog_field: str, bundle_field: str)
 
 def _encode(current: Bundle, texts: list[str], *, threads: int | None, progress: Progress | None) -> Any:
     """``texts`` encoded with the current version's model."""
-    from .encoder import TextEncoder
-
     manifest = current.manifest
     if not texts:
         return np.empty((0, manifest.index.dim), dtype=np.float32)

@@ -1,15 +1,9 @@
-"""Reading and writing bundle directories: the only code that touches their files.
+"""Writing bundle directories: the one writer of the bundle format.
 
-``open_bundle`` verifies every file (inside the root, a plain regular file,
-right size, right sha256) before anything hands it to ONNX Runtime, tokenizers
-or hnswlib: those libraries run silently wrong or crash on a damaged file.
 ``BundleWriter`` stages a bundle in a temporary sibling directory, writes
 each file itself (so every write error surfaces, and what landed is read back
 and compared with what was written), writes the manifest last, fsyncs, and
 renames the whole directory into place, so a reader never sees half a bundle.
-
-A directory without a manifest but with a ``current`` pointer is a bundle home
-(edgerec.store): ``open_bundle`` opens the version the pointer names.
 """
 
 from __future__ import annotations
@@ -18,120 +12,16 @@ import errno
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Mapping
 
-from .errors import BundleError, IntegrityError, ManifestError, WriteError
+from ..errors import BundleError, IntegrityError, WriteError
 from .faults import fault_point
-from .manifest import MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
-
-# Canonical file names a writer uses for each role.
-FILE_NAMES = {
-    "encoder": "encoder.onnx",
-    "tokenizer": "tokenizer.json",
-    "index": "index.hnsw",
-    "items": "items.jsonl",
-    "notice": "NOTICE",
-    "descriptions": "descriptions.onnx",
-    "descriptions_tokenizer": "descriptions-tokenizer.json",  # when the description model has its own
-}
-_MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A verified bundle: its manifest and the absolute path of each file.
-
-    ``home`` and ``version`` are set when the bundle was opened through a
-    bundle home (edgerec.store): the home directory and the version's name.
-    """
-
-    root: Path
-    manifest: Manifest
-    home: Path | None = None
-    version: str | None = None
-
-    def path(self, role: str) -> Path:
-        return self.root / self.manifest.files[role].path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True) -> Bundle:
-    """Read the manifest of ``root`` and verify every file it lists.
-
-    ``root`` may also be a bundle home: then the version its ``current``
-    pointer names is opened (``follow_home=False`` refuses homes).
-    """
-    root = Path(root)
-    if not root.exists():
-        raise BundleError(f"{root}: no such bundle directory; pass --bundle DIR or set EDGEREC_BUNDLE")
-    if not root.is_dir():
-        raise BundleError(f"{root}: not a directory; a bundle is a directory with a manifest.json")
-    root = root.resolve()
-    manifest_path = root / MANIFEST_NAME
-    if follow_home and not os.path.lexists(manifest_path):
-        from .store import is_home, open_current  # imported here: store builds on this module
-
-        if is_home(root):
-            return open_current(root)
-    _check_plain_file(manifest_path, MANIFEST_NAME, missing_hint="this directory is not an edgerec bundle")
-    if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{manifest_path}: larger than {_MAX_MANIFEST_BYTES} bytes; not a manifest")
-    try:
-        text = manifest_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ManifestError(f"{manifest_path}: not UTF-8 text; rebuild the bundle") from None
-    manifest = Manifest.from_json(text)
-    for role, entry in manifest.files.items():
-        _verify_file(root, role, entry)
-    return Bundle(root=root, manifest=manifest)
-
-
-def _check_plain_file(path: Path, label: str, missing_hint: str) -> os.stat_result:
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise BundleError(f"{path}: missing ({missing_hint})") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise IntegrityError(f"{path}: {label} is a symbolic link; bundles hold only regular files")
-    if not stat.S_ISREG(info.st_mode):
-        raise IntegrityError(f"{path}: {label} is not a regular file")
-    if info.st_nlink > 1:
-        # A hard link can point at a file outside the bundle that changes under us.
-        raise IntegrityError(f"{path}: {label} has {info.st_nlink} hard links; copy the bundle instead of linking it")
-    return info
-
-
-def _verify_file(root: Path, role: str, entry: FileEntry) -> None:
-    path = root / entry.path
-    # lstat first: a symlink (even a loop) is refused before anything follows it.
-    info = _check_plain_file(path, f"{role} file", missing_hint="the bundle is incomplete; rebuild or re-copy it")
-    if path.resolve().parent != root:
-        raise IntegrityError(f"{path}: {role} file resolves outside the bundle")
-    if info.st_size != entry.size:
-        raise IntegrityError(
-            f"{path}: {role} file is {info.st_size} bytes, the manifest says {entry.size}; "
-            "the file is truncated or replaced: rebuild or re-copy the bundle"
-        )
-    actual = sha256_of(path)
-    if actual != entry.sha256:
-        raise IntegrityError(
-            f"{path}: {role} file's sha256 is {actual[:12]}..., the manifest says {entry.sha256[:12]}...; "
-            "the file is damaged or replaced: rebuild or re-copy the bundle"
-        )
+from .manifest import FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
+from .reader import CHUNK_BYTES, sha256_of
 
 
 class BundleWriter:
@@ -255,7 +145,7 @@ class BundleWriter:
 
 
 # Marks in the names of a writer's temporary directories, so leftovers of a
-# killed writer can be recognised (edgerec.store removes them).
+# killed writer can be recognised (edgerec.update.store removes them).
 STAGING_MARK = ".staging-"
 OLD_MARK = ".old-"
 _WRITE_HINTS = {
@@ -276,7 +166,7 @@ def write_error(path: Path, exc: OSError) -> WriteError:
 def _read_chunks(source: Path) -> Iterator[bytes]:
     try:
         with open(source, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
+            while chunk := handle.read(CHUNK_BYTES):
                 yield chunk
     except OSError as exc:
         raise BundleError(f"{source}: cannot read ({exc.strerror})") from None

@@ -18,34 +18,30 @@ alike; the report says how many repetitions each figure rests on. One warm-up
 child runs before the timed cold starts so that every timed one finds the
 files in the page cache (a first start after a reboot is slower).
 
-The helpers (interleaved timing, percentiles, timing a child to its first
-answer, the CPU's name) are torch-free and shared with the peer benchmark in
-``export/peers.py``.
+The measuring helpers (interleaved timing, percentiles, timing a child to its
+first answer, the CPU's name) live in edgerec.tools.timing, shared with export/.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import random
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import __version__
-from .descriptions import DescriptionModel
-from .encoder import TextEncoder, clean_text
-from .errors import EdgerecError
-from .items import item_text
-from .recommender import Recommender
+from .. import __version__
+from ..descriptions import DescriptionModel
+from ..encoder import TextEncoder, clean_text
+from ..items import item_text
+from ..recommender import Recommender
+from ..errors import EdgerecError
+from .timing import (ChildRun, Timing, child_env, exact_top_k, first_answer, interleaved_seconds, machine_facts,
+                     recall_at_k)
 
 # Fixed texts, so that runs on different machines and days compare.
 QUERY_TEXTS = {
@@ -68,17 +64,11 @@ import sys
 from edgerec import Recommender
 Recommender.load(sys.argv[1], threads=int(sys.argv[3])).query(sys.argv[2], k=10)
 print("answered", flush=True)
-from edgerec.bench import peak_rss_kib
+from edgerec.tools.timing import peak_rss_kib
 print(peak_rss_kib(), flush=True)
 """
-ANSWERED = "answered"
-_CHILD_TIMEOUT_S = 600.0
 
 Log = Callable[[str], None]
-
-
-class BenchError(EdgerecError):
-    """A benchmark child process failed or printed something unexpected."""
 
 
 @dataclass(frozen=True)
@@ -102,34 +92,6 @@ class BenchConfig:
     def quick(cls) -> "BenchConfig":
         """A smoke run: seconds, not minutes; its figures are too noisy to quote."""
         return cls(rounds=20, warmup=3, cold_starts=2, encode_items=64, encode_passes=1, search_queries=50)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Percentiles of one variant's timed calls, in milliseconds."""
-
-    samples: int
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    mean_ms: float
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> "Timing":
-        if not seconds:
-            raise ValueError("no timings to summarise")
-        ms = np.asarray(seconds, dtype=np.float64) * 1e3
-        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-        return cls(len(ms), round(float(p50), 4), round(float(p95), 4), round(float(p99), 4),
-                   round(float(ms.mean()), 4))
-
-
-@dataclass(frozen=True)
-class ChildRun:
-    """One fresh process: seconds from spawn to its first answer, and its peak resident memory."""
-
-    seconds: float
-    peak_rss_bytes: int
 
 
 @dataclass(frozen=True)
@@ -177,118 +139,6 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- shared measuring helpers ------------------------------------------------
-def interleaved_seconds(calls: Mapping[str, Callable[[], object]], *, rounds: int, warmup: int,
-                        seed: int = 0) -> dict[str, list[float]]:
-    """Seconds per call of each variant; every round runs each variant once, in a new shuffled order."""
-    rng = random.Random(seed)
-    names = list(calls)
-    for _ in range(warmup):
-        for name in names:
-            calls[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        rng.shuffle(names)
-        for name in names:
-            start = time.perf_counter()
-            calls[name]()
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo, else the platform's word for it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def machine_facts() -> dict[str, Any]:
-    facts: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count() or 1, "platform": platform.platform(),
-                             "python": platform.python_version()}
-    for package in ("onnxruntime", "tokenizers", "hnswlib", "numpy"):
-        try:
-            facts[package] = version(package)
-        except PackageNotFoundError:
-            facts[package] = None
-    return facts
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child that must import this very edgerec (a source checkout too)."""
-    env = dict(os.environ)
-    here = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(extra or {})
-    return env
-
-
-def first_answer(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                 timeout: float = _CHILD_TIMEOUT_S) -> ChildRun:
-    """Spawn ``argv``; time until it prints ``answered``, then read the peak RSS (KiB) it prints next."""
-    with tempfile.TemporaryFile(mode="w+") as errors:  # a file, not a pipe: a chatty child cannot block
-        start = time.perf_counter()
-        with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=errors, text=True,
-                              env=dict(env) if env is not None else None) as child:
-            assert child.stdout is not None
-            # A watchdog instead of communicate(timeout): communicate reads the pipe's file
-            # descriptor and would miss what readline() already buffered.
-            watchdog = threading.Timer(timeout, child.kill)
-            watchdog.start()
-            try:
-                first = child.stdout.readline()
-                elapsed = time.perf_counter() - start
-                rest = child.stdout.read()
-                child.wait()
-            finally:
-                watchdog.cancel()
-        errors.seek(0)
-        stderr = errors.read()
-    words = rest.split()
-    if child.returncode != 0 or first.strip() != ANSWERED or not words or not words[-1].isdigit():
-        tail = " | ".join(stderr.strip().splitlines()[-3:]) or (first + rest).strip()[-300:] or "no output"
-        if child.returncode < 0:
-            tail = f"killed by signal {-child.returncode} (timeout {timeout:.0f} s?); {tail}"
-        raise BenchError(f"benchmark child {argv[:2]} exited with {child.returncode}: {tail}")
-    return ChildRun(seconds=elapsed, peak_rss_bytes=int(words[-1]) * 1024)
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB.
-
-    On Linux from /proc/self/status VmHWM, not ru_maxrss: a child's ru_maxrss
-    starts at its parent's RSS at the time of the fork (the kernel carries it
-    across exec), so a child spawned by a big parent would report the parent's size.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
-
-
-def exact_top_k(vectors: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-    """Labels of the k largest inner products, best first: the exact answer HNSW is checked against."""
-    scores = vectors @ query
-    k = min(k, len(scores))
-    top = np.argpartition(-scores, k - 1)[:k]
-    return top[np.argsort(-scores[top], kind="stable")]
-
-
-def recall_at_k(found: Sequence[int], truth: Sequence[int]) -> float:
-    return len(set(map(int, found)) & set(map(int, truth))) / max(len(truth), 1)
 
 
 # -- the benchmark -------------------------------------------------------------
