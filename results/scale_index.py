@@ -55,7 +55,7 @@ def export_vectors(index_path: Path, spec: IndexSpec, out: Path) -> None:
 def queries(bundle_path: Path, vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(query vectors, the item label each must not return: -1 for text queries)."""
     from edgerec.encoder import TextEncoder
-    from export.query_texts import query_like_texts
+    from export.stages.query_texts import query_like_texts
 
     bundle = open_bundle(bundle_path)
     default = open_bundle(REPO / "artifacts" / "default")

@@ -43,7 +43,7 @@ def tiny_split(records: list[dict], users: int = 60, seed: int = 3):
     """Synthetic interactions: each user likes items of one genre, in a random order."""
     import numpy as np
 
-    from export.interactions import Split
+    from export.stages.interactions import Split
 
     rng = np.random.default_rng(seed)
     by_genre = {g: [i for i, r in enumerate(records) if g in r["genres"]] for g in GENRES}
@@ -101,10 +101,10 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory):
 
     The student is the model inside the bundle, so it is what the runtime is compared with.
     """
-    from export.finetune import TargetConfig
-    from export.fit import FitConfig
-    from export.pipeline import ExportConfig, run_all, student_facts
-    from export.sources import read_teacher
+    from export.stages.finetune import TargetConfig
+    from export.stages.fit import FitConfig
+    from export.stages.pipeline import ExportConfig, run_all, student_facts
+    from export.stages.sources import read_teacher
 
     root = tmp_path_factory.mktemp("tiny")
     teacher = read_teacher(make_tiny_teacher(root / "teacher"), name="tiny-bert")
@@ -133,7 +133,7 @@ def tiny_bundle(tiny_export) -> Path:
 def tiny_fp32_bundle(tiny_export) -> Path:
     """The same catalogue encoded with the fp32 graph: for exact comparisons with torch."""
     from edgerec.update.build import build_bundle
-    from export.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
+    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
 
     teacher, config, records = tiny_export
     out = config.out.parent / "bundle-fp32"

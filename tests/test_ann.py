@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from export.__main__ import main as export_main
-from export.ann import AnnConfig, cluster_centres, crossover, exact_answers, mixture
+from export.measure.ann import AnnConfig, cluster_centres, crossover, exact_answers, mixture
 
 
 @pytest.fixture(scope="module")

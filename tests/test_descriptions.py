@@ -1,4 +1,4 @@
-"""The description model for descriptive queries (edgerec.descriptions, export/descriptions.py).
+"""The description model for descriptive queries (edgerec.descriptions, export/stages/descriptions.py).
 
 Runtime tests use a handmade model with a known reading: a one-node ONNX
 graph whose token vectors are the Horror centroid for horror words and zero
@@ -21,7 +21,7 @@ from edgerec.bundle.reader import open_bundle
 from edgerec.descriptions import DescriptionModel, content_words
 from edgerec.errors import BundleError, ManifestError
 from edgerec.bundle.manifest import DescriptionSpec, EncoderSpec, Manifest
-from export.descriptions import STOPWORDS, DescriptionConfig, hard_words, word_phrases, write_with_descriptions
+from export.stages.descriptions import STOPWORDS, DescriptionConfig, hard_words, word_phrases, write_with_descriptions
 
 HORROR_WORDS = ("horror", "haunted", "scary", "ghost", "zombie", "monster")
 TEXT = "a scary haunted movie with a ghost"
@@ -287,7 +287,7 @@ def test_cli_encoder_only_and_info(described_bundle: Path) -> None:
 
 
 def test_the_rule_kept_agrees_best_among_those_that_keep_titles() -> None:
-    from export.descriptions import choose_rule
+    from export.stages.descriptions import choose_rule
 
     # Columns: encoder, blend at two weights, model alone. Two texts, two margins.
     overlaps = np.array([[0.2, 0.5, 0.9, 0.6], [0.4, 0.3, 0.1, 0.2]], dtype=np.float32)
@@ -331,10 +331,10 @@ def _fake_reader_vectors(texts, model_dir, cache, progress=None) -> np.ndarray:
 
 
 def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_export, tmp_path, monkeypatch):
-    import export.descriptions as stage
+    import export.stages.descriptions as stage
     from conftest import WORDS
-    from export.fit import FitConfig
-    from export.sources import QUERY_TEXTS, TeacherFacts
+    from export.stages.fit import FitConfig
+    from export.stages.sources import QUERY_TEXTS, TeacherFacts
 
     student, config, records = tiny_export
     bundle = tmp_path / "bundle"

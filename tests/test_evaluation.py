@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 
-from export.evaluation import Row, markdown, svg_plot
+from export.measure.evaluation import Row, markdown, svg_plot
 
 QUALITY = {"hr@10": 0.1, "ndcg@10": 0.05, "hr@20": 0.2, "ndcg@20": 0.07}
 

@@ -36,8 +36,8 @@ def test_stages_leave_reports_and_the_bundle_records_them(tiny_export):
 def test_int8_stage_refuses_when_vectors_move_too_far(tiny_export, tmp_path):
     from dataclasses import replace
 
-    from export.pipeline import stage_int8
-    from export.validate import ValidationFailed
+    from export.stages.pipeline import stage_int8
+    from export.stages.validate import ValidationFailed
 
     teacher, config, records = tiny_export
     strict = replace(config, int8_min_mean_cosine=1.0001)  # no INT8 model can reach this
@@ -51,7 +51,7 @@ def test_int8_stage_refuses_when_vectors_move_too_far(tiny_export, tmp_path):
 
 
 def test_agreement_measures_cosine_and_neighbour_overlap():
-    from export.validate import agreement
+    from export.stages.validate import agreement
 
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(50, 8))
@@ -62,7 +62,7 @@ def test_agreement_measures_cosine_and_neighbour_overlap():
 
 
 def test_reading_order_of_titles():
-    from export.sources import reading_order
+    from export.stages.sources import reading_order
 
     assert reading_order("Matrix, The") == "The Matrix"
     assert reading_order("Postino, Il (The Postman)") == "Il Postino (The Postman)"

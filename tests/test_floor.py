@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from export.floor import (EncoderShape, cpu_peak, encoder_ops, floor_report, graph_precision, shape_from_config,
-                          shape_from_onnx)
+from export.measure.floor import (EncoderShape, cpu_peak, encoder_ops, floor_report, graph_precision,
+                                  shape_from_config, shape_from_onnx)
 
 MINILM = EncoderShape(hidden=384, ff=1536, layers=6, vocab=30522, source="all-MiniLM-L6-v2")
 
@@ -60,7 +60,7 @@ def test_floor_report_divides_by_cores_and_reports_the_share_of_peak():
 
 def test_shape_read_from_the_graph_matches_the_config(tiny_export):
     """fp32 and INT8 (fused) graphs of the tiny student give the student's own config."""
-    from export.pipeline import FP32_NAME
+    from export.stages.pipeline import FP32_NAME
 
     student, config, _ = tiny_export
     expected = shape_from_config(student.path / "config.json")

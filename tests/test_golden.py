@@ -24,7 +24,7 @@ INT8_MIN_COSINE = 0.97
 
 
 def test_tiny_fp32_runtime_matches_torch(tiny_export, tiny_fp32_bundle):
-    from export.validate import torch_reference
+    from export.stages.validate import torch_reference
 
     teacher = tiny_export[0]
     texts = ["dog", "A Space War Story. 1977. Action, Sci-Fi", "the the the " * 20, "Ünïcode & punctuation!?"]

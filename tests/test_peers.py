@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from export.peers import EDGEREC, PeersConfig, installed_bytes, run_peers
-from export.sources import read_teacher
+from export.measure.peers import EDGEREC, PeersConfig, installed_bytes, run_peers
+from export.stages.sources import read_teacher
 
 VARIANTS = [EDGEREC, "st-torch", "onnx-fp32", "onnx-int8-st", "onnx-int8-ort"]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from edgerec.user import user_vector
-from export.interactions import Split, load_split, next_item_examples
-from export.ranking import (cooccurrence_scorer, evaluate, metrics, popularity_scorer, target_ranks,
-                            vector_scorer)
+from export.measure.ranking import (cooccurrence_scorer, evaluate, metrics, popularity_scorer, target_ranks,
+                                    vector_scorer)
+from export.stages.interactions import Split, load_split, next_item_examples
 
 ITEMS = ["A (1990)", "B (1991)", "C (1992)", "D (1993)", "E (1994)"]
 
@@ -87,7 +87,7 @@ def test_popularity_and_cooccurrence_baselines():
 
 
 def test_collaborative_targets_learn_what_is_liked_together():
-    from export.finetune import TargetConfig, collaborative_targets
+    from export.stages.finetune import TargetConfig, collaborative_targets
 
     split = _toy_split()
     rng = np.random.default_rng(1)

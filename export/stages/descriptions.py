@@ -16,9 +16,9 @@ distils that reading into a small contextual model the runtime can afford
    searching the index with that vector finds what mpnet finds, among films
    people know.
 2. The model. A few layers of all-MiniLM-L6-v2 learn those vectors
-   (export/fit.py) on all texts but a held-out 5%. Its tokenizer is the
+   (export/stages/fit.py) on all texts but a held-out 5%. Its tokenizer is the
    bundle's plus a whole token for each phrase word that WordPiece cuts into
-   pieces (export/whole_words.py), so "heist" is no longer `he ##ist`.
+   pieces (export/stages/whole_words.py), so "heist" is one token, not `he ##ist`.
    A rare word seen in one or two phrases is learnt alone but not inside
    a sentence, so each further round (two by default) probes every word in a
    new phrase and gives the words read furthest from their targets many more
@@ -73,7 +73,7 @@ class DescriptionConfig:
     topic_phrases: bool = True
     query_texts: int = 3000      # query-like texts made from the catalogue (titles, genres)
     layers: tuple[int, ...] = (1, 3, 5)  # of all-MiniLM-L6-v2's six: query time is roughly linear in them
-    # A token of its own for each of the single words the tokenizer cuts into pieces (export/whole_words.py).
+    # A token of its own for each of the single words the tokenizer cuts into pieces (export/stages/whole_words.py).
     whole_words: bool = True
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=3, learning_rate=1e-4,
                                                              embedding_learning_rate=1e-3, max_length=48))
@@ -207,7 +207,7 @@ def write_with_descriptions(source: Any, out: Path, model: Path, spec: Any, prov
     """A copy of bundle ``source`` (its files unchanged, but the NOTICE when ``notice`` is given) with
     the description model ``model``, its own ``tokenizer`` if it has one, and its section; replaces
     ``out``."""
-    from edgerec.bundle import BundleWriter
+    from edgerec.bundle.writer import BundleWriter
 
     manifest = source.manifest
     replaced = {"descriptions", "descriptions_tokenizer"} | ({"notice"} if notice is not None else set())
@@ -398,10 +398,10 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     import torch
 
     from edgerec import Recommender
-    from edgerec.bundle import open_bundle
+    from edgerec.bundle.reader import open_bundle
     from edgerec.descriptions import DescriptionModel
     from edgerec.items import item_text
-    from edgerec.manifest import DescriptionSpec
+    from edgerec.bundle.manifest import DescriptionSpec
 
     from .distil import shallow_copy
     from .pipeline import encoder_spec

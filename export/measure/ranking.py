@@ -13,7 +13,7 @@ import numpy as np
 
 from edgerec.user import user_vector
 
-from .interactions import Split
+from ..stages.interactions import Split
 
 # A scorer maps (histories of a block of users) -> scores (users x items).
 Scorer = Callable[[Sequence[np.ndarray]], np.ndarray]

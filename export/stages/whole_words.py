@@ -2,9 +2,8 @@
 
 A few transformer layers do not put a word cut into pieces back together
 inside a sentence: "heist" is `he ##ist`, and both pieces sit in thousands of
-other words, so what a training round teaches about "heist" the next round
-overwrites through "he" (measured: round 2 read "a heist movie" as crime films,
-round 3 lost it again). A token of its own for each frequent word the
+other words, so what one training round teaches about "heist" a later round
+overwrites through "he". A token of its own for each frequent word the
 tokenizer cuts keeps the word's meaning in one row of the embedding table that
 only its own phrases train. The row starts as the mean of its pieces' rows.
 The model then needs its own tokenizer (edgerec.descriptions loads it).

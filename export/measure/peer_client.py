@@ -13,8 +13,8 @@ Run as a script, this file is the cold-start child: it imports only what its
 variant needs (never the export package), answers one query against
 catalogue vectors saved beforehand, prints ``answered``, then its peak RSS in KiB:
 
-    python export/peer_client.py onnx MODEL.onnx TOKENIZER.json MAX_LENGTH VECTORS.npy TEXT THREADS
-    python export/peer_client.py torch MODEL_DIR - - VECTORS.npy TEXT THREADS
+    python export/measure/peer_client.py onnx MODEL.onnx TOKENIZER.json MAX_LENGTH VECTORS.npy TEXT THREADS
+    python export/measure/peer_client.py torch MODEL_DIR - - VECTORS.npy TEXT THREADS
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class TorchSentenceEncoder:
 
 def peak_rss_kib() -> int:
     """Peak RSS in KiB: VmHWM on Linux, because a child's ru_maxrss starts at its parent's RSS
-    (a copy of edgerec.bench.peak_rss_kib: this script must not import edgerec)."""
+    (a copy of edgerec.tools.timing.peak_rss_kib: this script must not import edgerec)."""
     try:
         with open("/proc/self/status") as status:
             for line in status:

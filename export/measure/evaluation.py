@@ -22,28 +22,28 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgerec import Recommender
-from edgerec.bench import cpu_model
-from edgerec.build import build_bundle
-from edgerec.manifest import UserSpec
+from edgerec.bundle.manifest import UserSpec
+from edgerec.tools.timing import cpu_model
+from edgerec.update.build import build_bundle
 
-from .interactions import Split
-from .onnx_export import export_onnx
-from .pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig, encoder_spec
+from ..stages.interactions import Split
+from ..stages.onnx_export import export_onnx
+from ..stages.pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig, encoder_spec
+from ..stages.quantize import Int8Config, quantize_int8
+from ..stages.query_texts import genre_queries
+from ..stages.sources import TeacherFacts, read_teacher
 from .plots import Axis, Guide, Point, Series, svg_chart
-from .quantize import Int8Config, quantize_int8
-from .query_texts import genre_queries
 from .ranking import cooccurrence_scorer, evaluate, popularity_scorer, vector_scorer
-from .sources import TeacherFacts, read_teacher
 from .speed import p50_latencies_ms
 
 # An 11-token query (with [CLS] and [SEP]), the length of the brief's anchor figures.
 TIMING_QUERY = "a heist movie with a clever twist ending"
-# Peak RSS from edgerec.bench.peak_rss_kib (VmHWM): a child's ru_maxrss would start at this big process's RSS.
+# Peak RSS from edgerec.tools.timing.peak_rss_kib (VmHWM): a child's ru_maxrss would start at this big process's RSS.
 MEMORY_PROBE = """
 import sys
 from edgerec import Recommender
 Recommender.load(sys.argv[1], threads=1).query(sys.argv[2], k=10)
-from edgerec.bench import peak_rss_kib
+from edgerec.tools.timing import peak_rss_kib
 print(peak_rss_kib())
 """
 TORCH_MEMORY_PROBE = """
@@ -51,7 +51,7 @@ import sys, torch
 torch.set_num_threads(1)
 from sentence_transformers import SentenceTransformer
 SentenceTransformer(sys.argv[1], device="cpu").encode([sys.argv[2]])
-from edgerec.bench import peak_rss_kib
+from edgerec.tools.timing import peak_rss_kib
 print(peak_rss_kib())
 """
 

@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgerec.bench import Timing, cpu_model, exact_top_k, peak_rss_kib, recall_at_k
+from edgerec.tools.timing import Timing, cpu_model, exact_top_k, peak_rss_kib, recall_at_k
 from edgerec.index import DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M
 
 from .plots import Axis, Point, Series, svg_chart
@@ -242,9 +242,9 @@ def worker_main(task_json: str) -> None:
 def _run_worker(config: AnnConfig, size: int, m: int, alternatives: bool) -> dict[str, Any]:
     task = json.dumps({"config": asdict(config), "size": size, "m": m, "alternatives": alternatives})
     env = {**os.environ, **_ONE_THREAD_ENV}
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    done = subprocess.run([sys.executable, "-c", "import sys\nfrom export.ann import worker_main\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom export.measure.ann import worker_main\n"
                            "worker_main(sys.argv[1])", task], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"ann worker for {size} items, M={m} failed ({done.returncode}): "

