@@ -1,4 +1,4 @@
-"""Descriptive queries: a second, contextual model beside the encoder (export/descriptions.py makes it).
+"""Descriptive queries: a second, contextual model beside the encoder (export/stages/descriptions.py makes it).
 
 The bundled encoder is a bag of word pieces: it answers titles, genres and
 "movies like X" well, and topic words that titles carry ("christmas",
@@ -65,7 +65,7 @@ class DescriptionModel:
         spec = bundle.manifest.descriptions
         if spec is None:
             return None
-        own = "descriptions_tokenizer" in bundle.manifest.files  # whole-word tokens (export/whole_words.py)
+        own = "descriptions_tokenizer" in bundle.manifest.files  # whole-word tokens (export/stages/whole_words.py)
         return cls.load(bundle.path("descriptions"), bundle.path("descriptions_tokenizer" if own else "tokenizer"),
                         spec, threads=threads, device=device, encoder=None if own else encoder)
 

@@ -1,7 +1,7 @@
 """The user representation: what `recommend` searches with.
 
 The normalised mean of the unit vectors of the user's most recent items. The
-model in the default bundle is trained for exactly this (see export/finetune.py),
+model in the default bundle is trained for exactly this (see export/stages/finetune.py),
 and the window it was trained with is stored in the bundle's manifest.
 """
 
