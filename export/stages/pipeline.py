@@ -20,8 +20,6 @@ from edgerec.encoder import TextEncoder
 from edgerec.items import item_text
 from edgerec.bundle.manifest import EncoderSpec, UserSpec
 
-from ..measure.ranking import evaluate, vector_scorer
-from ..measure.speed import p50_latencies_ms
 from .distil import shallow_copy
 from .finetune import TargetConfig, collaborative_targets
 from .fit import FitConfig, config_record, encode, fit, save
@@ -29,7 +27,9 @@ from .interactions import Split
 from .onnx_export import OPSET, export_onnx
 from .quantize import VARIANTS, Int8Config, quantize_int8
 from .query_texts import query_like_texts
+from .ranking import evaluate, vector_scorer
 from .sources import QUERY_TEXTS, TeacherFacts, read_teacher
+from .speed import p50_latencies_ms
 from .validate import ValidationFailed, agreement, check, torch_reference
 
 FP32_NAME, INT8_NAME, TOKENIZER_NAME = "fp32.onnx", "int8.onnx", "tokenizer.json"
