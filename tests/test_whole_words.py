@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tiny_teacher
+from tiny import make_tiny_teacher
 
 
 @pytest.fixture(scope="module")
