@@ -10,6 +10,8 @@ import pytest
 
 from tiny import make_tiny_teacher
 
+pytestmark = pytest.mark.needs_torch  # the tiny teacher is a transformers model
+
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
