@@ -1,146 +1,65 @@
-"""Shared fixtures: a tiny BERT built in the test session, run through the real
-export pipeline (fine-tune on synthetic interactions, distil, ONNX, INT8
-variants, validation, bundle), so every test has a real bundle without network
-access, rating files or large files."""
+"""Shared fixtures.
+
+The runtime tests use the tiny bundles checked in under tests/data (a real
+INT8 bundle made by the export pipeline from a random-weight teacher, and the
+same catalogue encoded with its fp32 graph; tests/data/make_tiny_bundle.py
+makes them), so they run without torch. Tests of the export stage itself run
+the pipeline in the session (``tiny_export``) and are marked ``needs_torch``:
+where torch is not installed they are skipped, saying so.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = (
-    "the a an of and in on with for to movie film story love war space alien robot heist twist clever "
-    "funny kids animated horror house haunted scary drama comedy action thriller crime romance family "
-    "western music dance sea ship island city night dark light king queen dog cat car race game ghost "
-    "detective murder mystery future time travel star planet school friends christmas monster zombie"
-).split()
-GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Animation")
+DATA = Path(__file__).parent / "data"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+NO_TORCH = "torch is not installed: pip install -e '.[export,test]'"
 
 
-def tiny_catalog(n: int = 120) -> list[dict]:
-    """Seeded item records shaped like the MovieLens ones: id, title, year, genres."""
-    import random
-
-    rng = random.Random(7)
-    records = []
-    for i in range(n):
-        title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4))).title()
-        records.append({
-            "id": f"item-{i:03d}",
-            "title": title,
-            "year": 1950 + rng.randrange(50),
-            "genres": sorted(rng.sample(GENRES, rng.randint(1, 3))),
-        })
-    return records
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_TORCH:
+        return
+    skip = pytest.mark.skip(reason=NO_TORCH)
+    for item in items:
+        if item.get_closest_marker("needs_torch"):
+            item.add_marker(skip)
 
 
-def tiny_split(records: list[dict], users: int = 60, seed: int = 3):
-    """Synthetic interactions: each user likes items of one genre, in a random order."""
-    import numpy as np
-
-    from export.stages.interactions import Split
-
-    rng = np.random.default_rng(seed)
-    by_genre = {g: [i for i, r in enumerate(records) if g in r["genres"]] for g in GENRES}
-    train, valid, test = [], [], []
-    for u in range(users):
-        pool = by_genre[GENRES[u % len(GENRES)]]
-        sequence = rng.choice(pool, size=min(len(pool), 8), replace=False)
-        train.append(sequence[:-2].astype(np.int64))
-        valid.append(sequence[-2])
-        test.append(sequence[-1])
-    return Split(tuple(train), np.asarray(valid, dtype=np.int64), np.asarray(test, dtype=np.int64), len(records))
-
-
-def make_tiny_teacher(path: Path) -> Path:
-    """A randomly initialised 2-layer BERT with its own WordPiece vocabulary, saved like a
-    sentence-transformers model (mean pooling, normalised, max 32 tokens)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    pieces = sorted({c for w in WORDS + [g.lower() for g in GENRES] for c in w} | set("0123456789-,.'"))
-    vocab_list = specials + sorted(set(WORDS) | {g.lower() for g in GENRES}) + pieces + [f"##{c}" for c in pieces]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(vocab_list))}
-    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    tokenizer.decoder = decoders.WordPiece()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=32)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    path.mkdir(parents=True, exist_ok=True)
-    BertModel(config).eval().save_pretrained(path)
-    fast.save_pretrained(path)
-    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32, "do_lower_case": False}))
-    (path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]))
-    return path
+def _checked_in(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of a checked-in bundle, so no test can change tests/data."""
+    return shutil.copytree(DATA / name, tmp_path_factory.mktemp(name) / "bundle")
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory):
     """The export pipeline run end to end on the tiny teacher: (student facts, config, records).
 
-    The student is the model inside the bundle, so it is what the runtime is compared with.
+    The student is the model inside the bundle (config.out), so it is what the runtime is compared with.
     """
-    from export.stages.finetune import TargetConfig
-    from export.stages.fit import FitConfig
-    from export.stages.pipeline import ExportConfig, run_all, student_facts
-    from export.stages.sources import read_teacher
+    if not HAS_TORCH:
+        pytest.skip(NO_TORCH)
+    from tiny import run_tiny_export
 
-    root = tmp_path_factory.mktemp("tiny")
-    teacher = read_teacher(make_tiny_teacher(root / "teacher"), name="tiny-bert")
-    records = tiny_catalog()
-    config = ExportConfig(
-        work=root / "work", out=root / "bundle", name="tiny", validation_items=60, timing_rounds=20,
-        targets=TargetConfig(window=4, epochs=2, batch_size=64, learning_rate=0.05),
-        teacher_fit=FitConfig(epochs=2, batch_size=32, learning_rate=1e-3),
-        student_layers=(1,), student_fit=FitConfig(epochs=2, batch_size=32, learning_rate=1e-3),
-        query_texts=40, anchors=20,
-        # A random tiny model's vectors sit close together, so INT8 moves them
-        # relatively more than a trained one; the real thresholds apply to real models.
-        int8_min_mean_cosine=0.9, int8_min_cosine=0.5,
-        catalog_provenance={"source": "synthetic test catalogue"},
-    )
-    run_all(teacher, records, tiny_split(records), config)
-    return student_facts(config), config, records
+    return run_tiny_export(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_export) -> Path:
-    return tiny_export[1].out
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checked_in("tiny-bundle", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def tiny_fp32_bundle(tiny_export) -> Path:
-    """The same catalogue encoded with the fp32 graph: for exact comparisons with torch."""
-    from edgerec.update.build import build_bundle
-    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
-
-    teacher, config, records = tiny_export
-    out = config.out.parent / "bundle-fp32"
-    model = config.work / FP32_NAME
-    build_bundle(records, out, model_path=model, tokenizer_path=config.work / TOKENIZER_NAME,
-                 encoder_spec=encoder_spec(teacher, model), text_fields=config.text_fields, name="tiny-fp32")
-    return out
+def tiny_fp32_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same catalogue encoded with the fp32 graph: a vector does not depend on its batch."""
+    return _checked_in("tiny-fp32-bundle", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

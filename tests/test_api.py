@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,21 @@ from edgerec import (
     Recommender,
     UnknownItemError,
 )
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["tiny-bundle", "tiny-fp32-bundle"])
+def test_the_checked_in_bundles_open_in_place_and_answer(name):
+    """The other tests use copies of these (tests/data/make_tiny_bundle.py makes them); loading
+    verifies every file against the manifest and writes nothing there."""
+    root = DATA / name
+    before = {f.name: f.read_bytes() for f in root.iterdir()}
+    rec = Recommender.load(root, threads=1)
+    assert set(before) == {entry.path for entry in rec.bundle.manifest.files.values()} | {"manifest.json"}
+    results = rec.query("space alien", k=5)
+    assert len(results) == 5 and all(r.item_id.startswith("item-") for r in results)
+    assert {f.name: f.read_bytes() for f in root.iterdir()} == before
 
 
 def test_query_returns_k_typed_results_best_first(tiny_recommender):

@@ -330,11 +330,12 @@ def _fake_reader_vectors(texts, model_dir, cache, progress=None) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
+@pytest.mark.needs_torch
 def test_the_stage_adds_a_checked_measured_model_and_changes_no_other_file(tiny_export, tmp_path, monkeypatch):
     import export.stages.descriptions as stage
-    from conftest import WORDS
     from export.stages.fit import FitConfig
     from export.stages.sources import QUERY_TEXTS, TeacherFacts
+    from tiny import WORDS
 
     student, config, records = tiny_export
     bundle = tmp_path / "bundle"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import tiny_catalog
+from tiny import tiny_catalog
 from edgerec import Recommender
 from edgerec.update.build import build_from_catalog
 from edgerec.cli import main

@@ -10,6 +10,7 @@ import pytest
 from edgerec.bundle.reader import open_bundle
 
 
+@pytest.mark.needs_torch
 def test_stages_leave_reports_and_the_bundle_records_them(tiny_export):
     teacher, config, records = tiny_export
     onnx_report = json.loads((config.work / "onnx.json").read_text())
@@ -33,6 +34,7 @@ def test_stages_leave_reports_and_the_bundle_records_them(tiny_export):
     assert set(manifest.encoder.inputs) == {"input_ids", "attention_mask", "token_type_ids"}
 
 
+@pytest.mark.needs_torch
 def test_int8_stage_refuses_when_vectors_move_too_far(tiny_export, tmp_path):
     from dataclasses import replace
 

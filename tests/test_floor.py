@@ -58,6 +58,7 @@ def test_floor_report_divides_by_cores_and_reports_the_share_of_peak():
     assert report["formula"] == "L * S * (2*(4*H^2 + 2*H*FF) + 4*S*H)" and report["gop"] == pytest.approx(0.342, abs=1e-3)
 
 
+@pytest.mark.needs_torch
 def test_shape_read_from_the_graph_matches_the_config(tiny_export):
     """fp32 and INT8 (fused) graphs of the tiny student give the student's own config."""
     from export.stages.pipeline import FP32_NAME

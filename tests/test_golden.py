@@ -23,23 +23,27 @@ GOLDEN = Path(__file__).parent / "golden" / "default.json"
 INT8_MIN_COSINE = 0.97
 
 
-def test_tiny_fp32_runtime_matches_torch(tiny_export, tiny_fp32_bundle):
+@pytest.mark.needs_torch
+def test_tiny_fp32_runtime_matches_torch(tiny_export, tmp_path):
     from export.stages.validate import torch_reference
+    from tiny import build_fp32_bundle
 
     teacher = tiny_export[0]
     texts = ["dog", "A Space War Story. 1977. Action, Sci-Fi", "the the the " * 20, "Ünïcode & punctuation!?"]
     reference = torch_reference(teacher.path, texts, max_length=teacher.max_length, pooling="mean", normalize=True)
-    runtime = Recommender.load(tiny_fp32_bundle).encode(texts)
+    runtime = Recommender.load(build_fp32_bundle(tiny_export, tmp_path / "fp32")).encode(texts)
     np.testing.assert_allclose(runtime, reference, atol=1e-5)
 
 
-def test_tiny_tokens_match_the_reference_tokenizer(tiny_export, tiny_recommender):
+@pytest.mark.needs_torch
+def test_tiny_tokens_match_the_reference_tokenizer(tiny_export):
     from transformers import AutoTokenizer
 
     reference = AutoTokenizer.from_pretrained(tiny_export[0].path)
+    tokenizer = Recommender.load(tiny_export[1].out, threads=1).encoder.tokenizer
     for text in ["dog", "A clever heist, twisted!", "word " * 100]:
         expected = reference(text, truncation=True, max_length=32)["input_ids"]
-        assert tiny_recommender.encoder.tokenizer.encode(text).ids == expected
+        assert tokenizer.encode(text).ids == expected
 
 
 @pytest.fixture(scope="module")

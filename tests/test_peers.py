@@ -14,7 +14,7 @@ VARIANTS = [EDGEREC, "st-torch", "onnx-fp32", "onnx-int8-st", "onnx-int8-ort"]
 
 
 @pytest.fixture(scope="module")
-def peers_body(tiny_export, tiny_bundle, tmp_path_factory) -> dict:
+def peers_body(tiny_export, tmp_path_factory) -> dict:
     _, config, _ = tiny_export
     root = tmp_path_factory.mktemp("peers")
     # A copy of the tiny teacher with the pooling config sentence-transformers' ONNX backend reads.
@@ -22,7 +22,7 @@ def peers_body(tiny_export, tiny_bundle, tmp_path_factory) -> dict:
     (teacher_dir / "1_Pooling").mkdir(exist_ok=True)
     (teacher_dir / "1_Pooling" / "config.json").write_text(
         json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
-    peers = PeersConfig(bundle=tiny_bundle, work=root / "work", results=root / "results", rounds=8, warmup=2,
+    peers = PeersConfig(bundle=config.out, work=root / "work", results=root / "results", rounds=8, warmup=2,
                         cold_starts=1, chunk=40)
     body = run_peers(peers, read_teacher(teacher_dir, name="tiny-bert"), argv=["peers", "--rounds", "8"],
                      log=lambda line: None)
@@ -30,6 +30,7 @@ def peers_body(tiny_export, tiny_bundle, tmp_path_factory) -> dict:
     return body
 
 
+@pytest.mark.needs_torch  # the peers include sentence-transformers on torch
 def test_every_variant_has_every_figure(peers_body):
     rows = {r["key"]: r for r in peers_body["variants"]}
     assert list(rows) == VARIANTS
@@ -47,6 +48,7 @@ def test_every_variant_has_every_figure(peers_body):
     assert peers_body["command"] == "python -m export peers --rounds 8" and peers_body["machine"]["cpu"]
 
 
+@pytest.mark.needs_torch
 def test_footprints_count_what_each_variant_needs(peers_body):
     rows = {r["key"]: r["install"] for r in peers_body["variants"]}
     assert "torch" in rows["st-torch"]["distributions"]
@@ -56,6 +58,7 @@ def test_footprints_count_what_each_variant_needs(peers_body):
     assert rows["st-torch"]["packages_bytes"] > 5 * rows["onnx-int8-ort"]["packages_bytes"]
 
 
+@pytest.mark.needs_torch
 def test_markdown_has_a_row_per_variant_and_the_floor(peers_body):
     text = (peers_body["_results"] / "peers.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| ")]

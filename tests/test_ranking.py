@@ -86,6 +86,7 @@ def test_popularity_and_cooccurrence_baselines():
     assert evaluate(cooccurrence_scorer(split, window=2), split, "valid")["hr@10"] == 1.0
 
 
+@pytest.mark.needs_torch
 def test_collaborative_targets_learn_what_is_liked_together():
     from export.stages.finetune import TargetConfig, collaborative_targets
 

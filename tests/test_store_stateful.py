@@ -29,10 +29,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import edgerec.bundle.writer
 import edgerec.update.store
 from edgerec import Recommender
+from edgerec.bundle.reader import open_bundle
 from edgerec.encoder import TextEncoder
 from edgerec.items import item_text
 from edgerec.update.store import Store
 from test_store import SWITCH_STEP, UPDATE_STEPS
+from tiny import tiny_catalog
 
 WORDS = ("space", "alien", "robot", "heist", "love", "war", "ghost", "king", "dog", "city", "night", "dark")
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
@@ -52,16 +54,15 @@ class ModelItem:
 
 
 @pytest.fixture(scope="module")
-def small_home(tiny_export, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_home(tiny_fp32_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgerec.update.build import build_bundle
-    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
 
-    teacher, config, records = tiny_export
+    fp32 = open_bundle(tiny_fp32_bundle)
     work = tmp_path_factory.mktemp("stateful")
-    model = config.work / FP32_NAME
     # fp32, not INT8: its vectors do not depend on which texts share a batch, so the model can predict them.
-    build_bundle(records[:START_ITEMS], work / "bundle", model_path=model, tokenizer_path=config.work / TOKENIZER_NAME,
-                 encoder_spec=encoder_spec(teacher, model), text_fields=TEXT_FIELDS, name="small", threads=1)
+    build_bundle(tiny_catalog()[:START_ITEMS], work / "bundle", model_path=fp32.path("encoder"),
+                 tokenizer_path=fp32.path("tokenizer"), encoder_spec=fp32.manifest.encoder, text_fields=TEXT_FIELDS,
+                 name="small", threads=1)
     Store.create(work / "home", work / "bundle")
     return work / "home"
 
@@ -195,13 +196,10 @@ class IndexLifecycle(RuleBasedStateMachine):
             assert not [n for n in self.home.iterdir() if n.name.startswith(".") and n.name != ".lock"]
 
 
-def test_index_lifecycle_against_a_brute_force_model(small_home: Path, tiny_export) -> None:
-    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME
-
-    _, config, _ = tiny_export
+def test_index_lifecycle_against_a_brute_force_model(small_home: Path, tiny_fp32_bundle: Path) -> None:
     IndexLifecycle.template = small_home
-    spec = Recommender.load(small_home, threads=1).bundle.manifest.encoder
-    IndexLifecycle.encoder = TextEncoder(config.work / FP32_NAME, config.work / TOKENIZER_NAME, spec, threads=1)
+    fp32 = open_bundle(tiny_fp32_bundle)
+    IndexLifecycle.encoder = TextEncoder(fp32.path("encoder"), fp32.path("tokenizer"), fp32.manifest.encoder, threads=1)
     run_state_machine_as_test(IndexLifecycle, settings=settings(
         # No shrinking: each step writes a bundle, so shrinking a failure takes many minutes;
         # the failing sequence is printed as it was found.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_catalog
+from tiny import tiny_catalog
 from edgerec import Recommender
 from edgerec.update.build import build_from_catalog
 from edgerec.errors import CatalogError, WriteError

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tiny_teacher
+from tiny import make_tiny_teacher
+
+pytestmark = pytest.mark.needs_torch  # the tiny teacher is a transformers model
 
 
 @pytest.fixture(scope="module")
