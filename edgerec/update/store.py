@@ -1,4 +1,4 @@
-"""Bundle homes: versioned bundles behind an atomic pointer, for crash-safe catalogue updates.
+"""Bundle homes, the writer's side: versioned bundles behind an atomic pointer, for crash-safe updates.
 
 A home is a directory::
 
@@ -9,11 +9,11 @@ A home is a directory::
       .lock                held with fcntl.flock by the one writer
       .v000004.staging-*   a writer's unfinished version (removed by the next writer)
 
-Readers (edgerec.bundle.reader) read ``current`` and open the version it names; nothing else in the
-home matters to them. A writer takes the lock, writes a whole new version
-beside the others with ``BundleWriter`` (staged, fsynced, verified, renamed
-into place), and only then replaces ``current`` (temp file, fsync, rename,
-fsync the directory). Killed at any point, the home holds either the old
+Readers (edgerec.bundle.reader) read ``current`` and open the version it
+names; nothing else in the home matters to them. A writer takes the lock,
+writes a whole new version beside the others with ``BundleWriter`` (staged,
+fsynced, verified, renamed into place), and only then replaces ``current``
+(temp file, fsync, rename, fsync the directory). Killed at any point, the home holds either the old
 ``current`` or the new one, each naming a complete version. A live index is
 never changed: every update writes a new version.
 
