@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--threads", type=_ints, default=(1, 2), help="`peers`: thread counts (default: 1,2)")
     measure.add_argument("--cold-starts", type=int, default=5, help="`peers`: fresh processes per variant (default: %(default)s)")
     measure.add_argument("--items", type=int, default=None, help="`peers`: catalogue texts (default: all the bundle's)")
+    measure.add_argument("--query", default=None,
+                         help="`peers`: the query text timed (default: 'a heist movie with a clever twist ending')")
+    measure.add_argument("--name", default="peers",
+                         help="`peers`: results file stem, e.g. peers-title -> results/peers-title.{md,json} "
+                              "(default: %(default)s)")
     measure.add_argument("--sizes", type=_ints, default=None, help="`ann`: catalogue sizes (default: 1000,3000,10000,100000,1000000)")
     measure.add_argument("--efs", type=_ints, default=None, help="`ann`: ef values; the bundle's ef is added (default: 10,20,50,100,200)")
     measure.add_argument("--queries", type=int, default=None, help="`ann`: queries per size (default: 1000)")
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--student-layers must be comma-separated integers, got {args.student_layers!r}")
 
+    if args.query is not None and not args.query.strip():
+        parser.error("--query must have some words")
     if args.stage in ("peers", "ann"):
         return _measure(args, sys.argv[1:] if argv is None else list(argv))
 
@@ -174,8 +181,10 @@ def _measure(args: argparse.Namespace, argv: list[str]) -> int:
     except SourceMissing as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
+    chosen = {"query": args.query} if args.query is not None else {}
     run_peers(PeersConfig(bundle=bundle, work=args.work, results=args.results, threads=args.threads,
-                          rounds=args.rounds, cold_starts=args.cold_starts, items=args.items), teacher, argv=argv)
+                          rounds=args.rounds, cold_starts=args.cold_starts, items=args.items, name=args.name,
+                          **chosen), teacher, argv=argv)
     return 0
 
 

@@ -20,7 +20,8 @@ cold start (a fresh process to its first answer) and that process's peak RSS,
 alternating the same way; install footprint (installed files of the packages
 each variant needs at run time, from importlib.metadata, plus its model
 files); and the physical floor (export/measure/floor.py) against the measured encode
-time. Writes results/peers.{json,md}; ratios are variant / edgerec.
+time. Writes results/peers.{json,md} (``--name`` another stem, ``--query`` another
+query text); ratios are variant / edgerec.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class PeersConfig:
     chunk: int = 256                   # texts per throughput call; variants alternate per chunk
     seed: int = 0
     query: str = TIMING_QUERY
+    name: str = "peers"                # results/<name>.{json,md}
 
 
 @dataclass
@@ -285,7 +287,7 @@ def measure_latency(variants: Sequence[_Variant], threads: int, config: PeersCon
 
 def run_peers(config: PeersConfig, stock: TeacherFacts, argv: Sequence[str] = (), log: Log = print,
               peak: CpuPeak | None = None) -> dict[str, Any]:
-    """Every measurement, then results/peers.{json,md}; returns what the JSON holds."""
+    """Every measurement, then results/<name>.{json,md}; returns what the JSON holds."""
     log("[peers] preparing the stock ONNX models")
     models = {m.key: m for m in prepare_stock_models(stock, config.work / "evaluation", stock.path / "tokenizer.json")}
     variants = _variants(config, stock, models)
@@ -332,13 +334,14 @@ def run_peers(config: PeersConfig, stock: TeacherFacts, argv: Sequence[str] = ()
         "cpu_peak": asdict(peak),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "query_tokens": tokens,
+        "query_reading": rec.recommender.query_reading(config.query),
         "catalogue_texts": len(texts),
         "variants": [asdict(r) for r in results.values()],
     }
     config.results.mkdir(parents=True, exist_ok=True)
-    (config.results / "peers.json").write_text(json.dumps(body, indent=2) + "\n")
-    (config.results / "peers.md").write_text(markdown(body))
-    log((config.results / "peers.md").read_text())
+    (config.results / f"{config.name}.json").write_text(json.dumps(body, indent=2) + "\n")
+    (config.results / f"{config.name}.md").write_text(markdown(body))
+    log((config.results / f"{config.name}.md").read_text())
     return body
 
 
@@ -372,6 +375,9 @@ def _add_ratios(results: dict[str, VariantResult]) -> None:
 
 
 # -- output --------------------------------------------------------------------------
+_READINGS = {"encoder": "the encoder alone", "blend": "the encoder and the bundle's description model"}
+
+
 def _x(value: float | None) -> str:
     return "" if value is None else f" ({value:.2f}x)"
 
@@ -385,7 +391,8 @@ def markdown(body: dict[str, Any]) -> str:
         f"Command: `{body['command']}`. Measured {body['measured']} on {machine['cpu']} ({machine['cores']} cores); "
         f"Python {machine['python']}, onnxruntime {machine['onnxruntime']}, torch {machine.get('torch')}, "
         f"sentence-transformers {machine.get('sentence-transformers')}.", "",
-        f"Query {config['query']!r} ({body['query_tokens']} tokens with [CLS]/[SEP]); {config['rounds']} rounds "
+        f"Query {config['query']!r} ({body['query_tokens']} tokens with [CLS]/[SEP]; edgerec reads it with "
+        f"{_READINGS.get(body.get('query_reading'), body.get('query_reading'))}); {config['rounds']} rounds "
         f"after {config['warmup']} warm-up per thread count, every variant's encode and query alternating in a new "
         f"shuffled order each round. A peer's query is encode + exact numpy top-{TOP_K} over its own vectors of "
         f"the {body['catalogue_texts']} catalogue texts; edgerec's is `Recommender.query` (encode + HNSW). "
