@@ -211,3 +211,14 @@ def test_no_package_at_all_is_an_error(tmp_path: Path) -> None:
     empty = SourcesConfig(sources=tmp_path, system_root=None, installed=False)
     with pytest.raises(SourceMissing, match="no text package"):
         build_corpus(CorpusConfig(sources=empty, out=tmp_path / "corpus"), log=lambda line: None)
+
+
+def test_long_csv_fields_are_read_without_changing_the_process_wide_limit() -> None:
+    import csv
+
+    from export.stages.text_readers import csv_dicts
+
+    limit = csv.field_size_limit()
+    rows = csv_dicts("id,body\na," + "x" * (limit + 10) + "\n")
+    assert len(rows[0]["body"]) == limit + 10
+    assert csv.field_size_limit() == limit  # edgerec's catalogue reader refuses over-long fields by this limit

@@ -24,7 +24,16 @@ from typing import Iterator
 from .sources import SourceMissing
 from .text_packages import PackageFiles, decode
 
-csv.field_size_limit(1 << 30)
+
+
+def csv_dicts(text: str) -> list[dict[str, str]]:
+    """The rows of a CSV text whose fields may be long (whole articles). The csv module's field limit
+    is process-wide (edgerec's catalogue reader relies on it), so it is raised only while reading."""
+    old = csv.field_size_limit(1 << 30)
+    try:
+        return list(csv.DictReader(io.StringIO(text)))
+    finally:
+        csv.field_size_limit(old)
 
 
 # --- WordNet (wordnet-base) ---------------------------------------------------------------
@@ -259,7 +268,7 @@ def _zipped_csv(files: PackageFiles, name: str) -> list[dict[str, str]]:
         inner = [n for n in archive.namelist() if n.endswith(".csv")]
         if not inner:
             raise SourceMissing(f"{files.origin}: {name} holds no CSV file")
-        return list(csv.DictReader(io.StringIO(decode(archive.read(inner[0])))))
+        return csv_dicts(decode(archive.read(inner[0])))
 
 
 _LOST_APOSTROPHE = re.compile(r'(?<=[A-Za-z])"\?')
@@ -357,7 +366,7 @@ class FilmText:
 
 
 def _bz2_csv(files: PackageFiles, name: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(decode(bz2.decompress(files.read(name))))))
+    return csv_dicts(decode(bz2.decompress(files.read(name))))
 
 
 def rotten_tomatoes(files: PackageFiles) -> list[FilmText]:
