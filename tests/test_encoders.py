@@ -377,6 +377,11 @@ def test_a_region_is_drawn_and_kept_in_view() -> None:
     svg = svg_chart([Series("s", [Point(0.05, 0.7, "a"), Point(2.0, 1.0, "b")])], x=Axis("x", log=True),
                     y=Axis("y"), regions=[Region("target", x_max=0.3, y_min=0.95)])
     assert svg.count("<rect") == 2 and "fill-opacity" in svg and ">target<" in svg
+    close = svg_chart([Series("s", [Point(1.0, 0.500, "first"), Point(1.0, 0.501, "second"), Point(3.0, 0.9, "far")])],
+                      x=Axis("x"), y=Axis("y"))
+    ys = [float(line.split('y="')[1].split('"')[0]) for line in close.splitlines() if line.startswith("<text")
+          and line.endswith(("first</text>", "second</text>"))]
+    assert len(ys) == 2 and abs(ys[0] - ys[1]) >= 12  # names of points close together do not overprint
 
 
 def test_the_encoders_modules_need_no_torch() -> None:

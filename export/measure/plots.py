@@ -133,6 +133,7 @@ def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Gu
                      'stroke="gray" stroke-dasharray="4 3"/>')
         parts.append(f'<text x="{width - right}" y="{sy(guide.y) - 4:.1f}" text-anchor="end" fill="gray">'
                      f'{escape(guide.label)}</text>')
+    placed: list[tuple[float, float, float, float]] = []
     for s in series:
         if s.joined and len(s.points) > 1:
             path = " ".join(f"{sx(p.x):.1f},{sy(p.y):.1f}" for p in sorted(s.points, key=lambda p: p.x))
@@ -140,7 +141,8 @@ def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Gu
         for p in s.points:
             parts.append(f'<circle cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="4" fill="{p.colour or s.colour}"/>')
             if p.label:
-                parts.append(f'<text x="{sx(p.x) + 6:.1f}" y="{sy(p.y) - 6:.1f}">{escape(p.label)}</text>')
+                x_px, y_px = _free_spot(sx(p.x) + 6, sy(p.y) - 6, len(p.label), placed)
+                parts.append(f'<text x="{x_px:.1f}" y="{y_px:.1f}">{escape(p.label)}</text>')
     if legend:
         for i, s in enumerate(series):
             y_px = top + 8 + 16 * i
@@ -148,3 +150,18 @@ def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Gu
             parts.append(f'<text x="{left + 28}" y="{y_px + 1}">{escape(s.name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _free_spot(x: float, y: float, chars: int, placed: list[tuple[float, float, float, float]],
+               line: float = 12.0) -> tuple[float, float]:
+    """Where a label of ``chars`` characters goes, from (x, y) down a line at a time, so that it covers no
+    label placed before (points close together would otherwise print their names over each other)."""
+    width = 6.2 * chars  # 11 px sans-serif: about 6 px a character
+
+    def clashes(baseline: float) -> bool:
+        return any(x < right and x + width > left and baseline - line < bottom and baseline > top
+                   for left, top, right, bottom in placed)
+    while clashes(y):
+        y += line
+    placed.append((x, y - line, x + width, y))
+    return x, y
