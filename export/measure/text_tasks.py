@@ -4,7 +4,9 @@ The data come from export/stages/text_heldout.py, the module that also tells
 the distillation corpus what it must never train on; this one adds what is
 measured on each set and the metrics. Every task is scored by cosine
 similarity between the encoder's vectors (re-normalised here, so an encoder
-that forgets to normalise is still compared fairly).
+that forgets to normalise is still compared fairly); a retrieval task can also
+be scored from a ranker's score matrix (``score_matrix``: BM25, fusions), with
+the same metrics.
 
     lee           Spearman between cosine and mean human similarity, 1,225 document pairs
     semanlink     nDCG@10: arXiv abstract -> its tags among all tag texts
@@ -21,16 +23,18 @@ Each task's description says what was subsampled, with which seed.
 
 from __future__ import annotations
 
+import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..stages.text_heldout import EvaluationSet, SimilaritySet, evaluation_sets
+from ..stages.text_heldout import EvaluationSet, RetrievalSet, SimilaritySet, evaluation_sets
 from ..stages.text_packages import SourcesConfig
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
+ScoreMatrix = Callable[[Sequence[str], Sequence[str]], np.ndarray]  # (queries, documents) -> scores, higher better
 
 K = 10
 RETRIEVAL_METRICS = ("mrr@10", "ndcg@10", "precision@10")
@@ -114,9 +118,13 @@ def top_k(queries: np.ndarray, docs: np.ndarray, k: int = K, chunk: int = 1024) 
     k = min(k, len(docs))
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), chunk):
-        scores = queries[start:start + chunk] @ docs.T
-        out[start:start + chunk] = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out[start:start + chunk] = top_k_of_scores(queries[start:start + chunk] @ docs.T, k)
     return out
+
+
+def top_k_of_scores(scores: np.ndarray, k: int = K) -> np.ndarray:
+    """Indices of the k highest scores per row, best first; ties go to the lower index (as ``top_k``)."""
+    return np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :min(k, scores.shape[1])]
 
 
 def mrr_at_k(top: np.ndarray, relevant: Sequence[frozenset[int]]) -> float:
@@ -166,6 +174,46 @@ def score(task: TextTask, encode: Encoder) -> float:
         return spearman(cosine, np.asarray(data.human))
     top = top_k(_vectors(encode, data.queries, task.name), _vectors(encode, data.docs, task.name))
     return _RETRIEVAL[task.metric](top, data.relevant)
+
+
+def score_matrix(task: TextTask, scores: ScoreMatrix) -> float:
+    """A retrieval task's metric for a ranker that scores (queries, documents) directly instead of encoding
+    them (BM25, a fusion of rankers): same metric, same tie rule as ``score``."""
+    data = task.data
+    if not isinstance(data, RetrievalSet):
+        raise ValueError(f"task {task.name}: a score matrix ranks documents; a {type(data).__name__} has none")
+    matrix = np.asarray(scores(list(data.queries), list(data.docs)), dtype=np.float64)
+    if matrix.shape != (len(data.queries), len(data.docs)):
+        raise ValueError(f"task {task.name}: scores() gave shape {matrix.shape}; expected "
+                         f"({len(data.queries)}, {len(data.docs)})")
+    if np.isnan(matrix).any():
+        raise ValueError(f"task {task.name}: scores() gave NaN")
+    return _RETRIEVAL[task.metric](top_k_of_scores(matrix), data.relevant)
+
+
+def subsample(task: TextTask, max_queries: int, max_docs: int, seed: int = 0) -> TextTask:
+    """A smaller copy of ``task`` for smoke runs: at most ``max_queries`` queries (seeded draw), one relevant
+    document of each, other documents drawn up to ``max_docs`` in all (relevance kept where it falls on them);
+    a similarity task keeps the pairs within its first ``max_docs`` texts. Scores on it are not comparable
+    with the full task's."""
+    rng = random.Random(seed)
+    data = task.data
+    if isinstance(data, SimilaritySet):
+        keep = [(p, h) for p, h in zip(data.pairs, data.human) if max(p) < max_docs]
+        if len(keep) < 3:
+            return task
+        return replace(task, data=replace(data, docs=data.docs[:max_docs], pairs=tuple(p for p, _ in keep),
+                                          human=tuple(h for _, h in keep)))
+    chosen = sorted(rng.sample(range(len(data.queries)), min(max_queries, len(data.queries))))
+    needed = {rng.choice(sorted(data.relevant[i])) for i in chosen}
+    others = [d for d in range(len(data.docs)) if d not in needed]
+    extra = rng.sample(others, max(0, min(len(others), max_docs - len(needed))))
+    docs = sorted(needed | set(extra))
+    position = {d: i for i, d in enumerate(docs)}
+    return replace(task, data=replace(
+        data, queries=tuple(data.queries[i] for i in chosen), docs=tuple(data.docs[d] for d in docs),
+        relevant=tuple(frozenset(position[d] for d in data.relevant[i] if d in position) for i in chosen),
+        reserved=()))
 
 
 def memoised(encode: Encoder) -> Encoder:
