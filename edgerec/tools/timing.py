@@ -91,15 +91,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def machine_facts() -> dict[str, Any]:
-    facts: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count() or 1, "platform": platform.platform(),
-                             "python": platform.python_version()}
-    for package in ("onnxruntime", "tokenizers", "hnswlib", "numpy"):
+def package_versions(*packages: str) -> dict[str, str | None]:
+    """Installed versions by distribution name; None for one that is not installed."""
+    found: dict[str, str | None] = {}
+    for package in packages:
         try:
-            facts[package] = version(package)
+            found[package] = version(package)
         except PackageNotFoundError:
-            facts[package] = None
-    return facts
+            found[package] = None
+    return found
+
+
+def machine_facts() -> dict[str, Any]:
+    return {"cpu": cpu_model(), "cores": os.cpu_count() or 1, "platform": platform.platform(),
+            "python": platform.python_version(), **package_versions("onnxruntime", "tokenizers", "hnswlib", "numpy")}
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -37,7 +37,6 @@ import random
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,7 +44,7 @@ import numpy as np
 
 from edgerec.encoder import clean_text
 from edgerec.items import item_text
-from edgerec.tools.timing import Timing, interleaved_seconds, machine_facts
+from edgerec.tools.timing import Timing, interleaved_seconds, machine_facts, package_versions
 
 from ..stages import static_embed
 from ..stages.lexical import Bm25, WordSplitter, reciprocal_rank_fusion
@@ -149,16 +148,6 @@ def files_digest(paths: Sequence[Path], *extra: str) -> str:
     for text in extra:
         digest.update(f"\0{text}".encode())
     return digest.hexdigest()[:16]
-
-
-def package_versions(*packages: str) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def _versions(*packages: str) -> str:

@@ -42,7 +42,8 @@ import edgerec
 from edgerec import Recommender
 from edgerec.encoder import clean_text
 from edgerec.tools.bench import COLD_START_SCRIPT, item_texts_sample
-from edgerec.tools.timing import ChildRun, Timing, child_env, first_answer, interleaved_seconds, machine_facts
+from edgerec.tools.timing import (ChildRun, Timing, child_env, first_answer, interleaved_seconds, machine_facts,
+                                  package_versions)
 
 from ..stages.sources import TeacherFacts
 from .evaluation import TIMING_QUERY, Model, prepare_stock_models
@@ -330,7 +331,7 @@ def run_peers(config: PeersConfig, stock: TeacherFacts, argv: Sequence[str] = ()
     body = {
         "command": shlex.join(["python", "-m", "export", *argv]) if argv else "python -m export peers",
         "measured": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {**machine_facts(), **_versions("torch", "sentence-transformers")},
+        "machine": {**machine_facts(), **package_versions("torch", "sentence-transformers")},
         "cpu_peak": asdict(peak),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "query_tokens": tokens,
@@ -343,16 +344,6 @@ def run_peers(config: PeersConfig, stock: TeacherFacts, argv: Sequence[str] = ()
     (config.results / f"{config.name}.md").write_text(markdown(body))
     log((config.results / f"{config.name}.md").read_text())
     return body
-
-
-def _versions(*packages: str) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def _add_ratios(results: dict[str, VariantResult]) -> None:
