@@ -8,22 +8,6 @@ import pytest
 pytestmark = pytest.mark.needs_torch
 
 
-def test_the_uncentred_basis_keeps_inner_products_within_its_span() -> None:
-    import torch
-
-    from export.stages.gpu_distil import principal_basis
-
-    generator = torch.Generator().manual_seed(0)
-    # Vectors that live in 3 of 8 dimensions, around a shared mean direction.
-    span = torch.linalg.qr(torch.randn(8, 3, generator=generator))[0].T
-    vectors = torch.nn.functional.normalize(torch.randn(500, 3, generator=generator) + 3, dim=1) @ span
-    basis, values = principal_basis(vectors, 3)
-    assert basis.shape == (3, 8) and values.shape == (8,)
-    assert torch.all(values[:-1] >= values[1:])
-    projected = vectors @ basis.T
-    assert torch.allclose(projected @ projected.T, vectors @ vectors.T, atol=1e-4)
-
-
 def test_flat_gives_embedding_bag_offsets() -> None:
     from export.stages.gpu_distil import flat
 

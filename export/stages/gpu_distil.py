@@ -1,5 +1,5 @@
-"""Teacher targets and first students, in one run on a GPU machine (standalone: torch,
-sentence-transformers, transformers, tokenizers, numpy; nothing of edgerec or export).
+"""Teacher targets and first students, in one run on a GPU machine (torch, sentence-transformers,
+transformers, tokenizers, numpy, and the export/ folder of a checkout; nothing of edgerec).
 
 all-mpnet-base-v2 reads every text of the training corpus (``python -m export corpus``). Its unit
 vectors are projected onto their top principal directions (uncentred, so that inner products keep
@@ -15,16 +15,15 @@ targets with a cosine loss:
 The CPU of the machine that prepares a run would need hours for the teacher alone (~800k texts);
 a GPU reads them in about a minute. Everything stays on the GPU machine's disk under ``--stage``;
 ``--emit`` copies a group of files (each under 16 MiB, the larger ones split into parts) to the
-folder that comes back. Usage there:
+folder that comes back. Usage there, from the folder that holds export/:
 
-    python3 gpu_distil.py --inputs DIR --stage DIR --out "$OUT"          # train, emit group 1
-    python3 gpu_distil.py --stage DIR --out "$OUT" --emit 2              # emit group 2 only
+    python3 -m export.stages.gpu_distil --inputs DIR --stage DIR --out "$OUT"   # train, emit group 1
+    python3 -m export.stages.gpu_distil --stage DIR --out "$OUT" --emit 2       # emit group 2 only
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 import time
@@ -33,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .static_embed import principal_directions, vocabulary_words
+from .teacher import read_corpus
 
 PART_BYTES = 15 * 2**20
 VALID_TEXTS = 10_000
@@ -48,13 +50,6 @@ def log(message: str) -> None:
     print(f"[{time.perf_counter() - _started:7.1f} s] {message}", flush=True)
 
 
-def read_corpus(path: Path, limit: int | None) -> list[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        texts = [line.rstrip("\n") for line in handle]
-    texts = [t for t in texts if t.strip()]
-    return texts[:limit] if limit else texts
-
-
 @torch.no_grad()
 def teacher_vectors(model_dir: Path, texts: list[str], batch: int, device: str) -> torch.Tensor:
     from sentence_transformers import SentenceTransformer
@@ -68,14 +63,6 @@ def teacher_vectors(model_dir: Path, texts: list[str], batch: int, device: str) 
     return vectors.float()
 
 
-def principal_basis(vectors: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top ``dims`` eigenvectors of the uncentred second moment (rows), and all eigenvalues, largest first."""
-    moment = (vectors.double().T @ vectors.double()) / len(vectors)
-    values, vectors_ = torch.linalg.eigh(moment)
-    order = torch.argsort(values, descending=True)
-    return vectors_[:, order[:dims]].T.float().contiguous(), values[order].float()
-
-
 def tokenize(tokenizer_path: Path, texts: list[str], max_tokens: int, special: bool) -> list[list[int]]:
     from tokenizers import Tokenizer
 
@@ -87,17 +74,11 @@ def tokenize(tokenizer_path: Path, texts: list[str], max_tokens: int, special: b
 
 @torch.no_grad()
 def distilled_rows(model_dir: Path, tokenizer_path: Path, basis: torch.Tensor, device: str) -> torch.Tensor:
-    """model2vec's distillation: every vocabulary token read alone by the teacher, projected."""
-    from tokenizers import Tokenizer
-
-    vocab = Tokenizer.from_file(str(tokenizer_path)).get_vocab()
-    words = [""] * len(vocab)
-    for token, index in vocab.items():
-        words[index] = token[2:] if token.startswith("##") else token
+    """model2vec's distillation: every vocabulary token read alone by the teacher, projected; the
+    special tokens get zero rows (static_embed's rule)."""
+    words, special = vocabulary_words(tokenizer_path)
     rows = teacher_vectors(model_dir, words, 2048, device) @ basis.T
-    for token, index in vocab.items():
-        if token.startswith("[") and token.endswith("]"):
-            rows[index] = 0.0  # [PAD], [CLS], [SEP], [UNK], [unused..]: no meaning of their own
+    rows[torch.from_numpy(special).to(rows.device)] = 0.0
     return rows
 
 
@@ -261,14 +242,15 @@ def run(args: argparse.Namespace) -> None:
     stage = args.stage
     stage.mkdir(parents=True, exist_ok=True)
     inputs = args.inputs
-    texts = read_corpus(inputs / "train.txt.gz", args.limit)
+    texts = read_corpus(inputs / "train.txt.gz")[: args.limit]
     log(f"{len(texts)} texts; device {device} {torch.cuda.get_device_name() if device == 'cuda' else ''}")
     report: dict = {"texts": len(texts), "device": device, "torch": torch.__version__, "dims": args.dims}
 
     vectors = teacher_vectors(inputs / "mpnet", texts, args.teacher_batch, device)
     log(f"teacher read {len(texts)} texts")
     report["teacher_seconds"] = round(time.perf_counter() - _started, 1)
-    basis, values = principal_basis(vectors, args.dims)
+    basis, values = principal_directions(vectors.cpu().numpy(), args.dims)
+    basis = torch.from_numpy(basis).to(vectors.device)
     report["energy_kept"] = round(float(values[: args.dims].sum() / values.sum()), 4)
     targets = F.normalize(vectors @ basis.T, dim=1)
     # How much of the teacher's own ranking the projection keeps: cosine of projected pairs vs original pairs.
@@ -276,7 +258,7 @@ def run(args: argparse.Namespace) -> None:
     original = (vectors[probe] @ vectors[probe].T).flatten()
     projected = (targets[probe] @ targets[probe].T).flatten()
     report["pair_cosine_correlation"] = round(float(torch.corrcoef(torch.stack([original, projected]))[0, 1]), 4)
-    np.savez(stage / "pca.npz", basis=basis.cpu().numpy(), eigenvalues=values.cpu().numpy())
+    np.savez(stage / "pca.npz", basis=basis.cpu().numpy(), eigenvalues=values)
     del vectors
     log(f"basis: {args.dims} dims keep {report['energy_kept']} of the energy; pair correlation "
         f"{report['pair_cosine_correlation']}")
