@@ -8,6 +8,7 @@
     python -m export ann        # HNSW against exact search, 1k to 1M items -> results/ann.{md,json,svg}
     python -m export corpus     # English text to distil a general encoder on -> export/work/corpus/train.txt.gz
     python -m export teacher    # a teacher's reading of that text, in resumable shards -> export/work/teacher-NAME/
+    python -m export student    # a small encoder trained on the teacher's shards -> export/work/students/
     python -m export encoders   # candidate text encoders: tasks, latency, size -> results/encoders.{md,json,svg}
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
@@ -32,7 +33,7 @@ import sys
 from pathlib import Path
 
 STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
-          "corpus", "teacher", "encoders")
+          "corpus", "teacher", "student", "encoders")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -83,11 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--centres", choices=("bundle", "random"), default="bundle",
                          help="`ann`: cluster centres from the bundle's item vectors, or random (default: %(default)s)")
     measure.add_argument("--dim", type=int, default=None, help="`ann` with random centres: dimension (default: 384)")
-    distil = parser.add_argument_group("teacher")
-    distil.add_argument("--teacher", choices=("mpnet", "minilm"), default="mpnet",
-                        help="`teacher`: which model reads the corpus (default: %(default)s)")
+    distil = parser.add_argument_group("teacher and student")
+    distil.add_argument("--teacher", choices=("mpnet", "minilm"), default=None,
+                        help="`teacher`: which model reads the corpus (default: mpnet); `student`: whose shards it "
+                             "learns (minilm, the default)")
     distil.add_argument("--seconds", type=float, default=None,
-                        help="`teacher`: stop after about this long, at a shard boundary; a rerun goes on (default: no limit)")
+                        help="`teacher`, `student`: stop after about this long (at a shard boundary, at a step); "
+                             "a rerun goes on (default: no limit)")
+    distil.add_argument("--layers", type=int, default=0,
+                        help="`student`: transformer layers (0: a static table; n: the teacher's first n) "
+                             "(default: %(default)s)")
+    distil.add_argument("--epochs", type=int, default=3, help="`student`: passes over the texts (default: %(default)s)")
+    distil.add_argument("--batch", type=int, default=None,
+                        help="`student`: texts per step (default: 1024 static, 128 with layers)")
+    distil.add_argument("--lr", type=float, default=0.0,
+                        help="`student`: learning rate (default: 3e-3 static, 1e-4 with layers)")
     encoders = parser.add_argument_group("encoders")
     encoders.add_argument("--only", action="append", default=[], metavar="NAME",
                           help="`encoders`: run this candidate (repeatable; the anchor minilm-int8 always runs; "
@@ -108,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "corpus":
         return _corpus(args.work)
     if args.stage == "teacher":
-        return _teacher(args.work, args.teacher, args.seconds)
+        return _teacher(args.work, args.teacher or "mpnet", args.seconds)
+    if args.stage == "student":
+        return _student(args)
     if args.stage == "encoders":
         return _encoders(args, sys.argv[1:] if argv is None else list(argv))
 
@@ -219,12 +232,39 @@ def _teacher(work: Path, name: str, seconds: float | None) -> int:
     return 0
 
 
+def _student(args: argparse.Namespace) -> int:
+    """`student`: a small encoder trained on the teacher shards written so far; a rerun resumes."""
+    from .stages.sources import SourceMissing
+    from .stages.student import StudentConfig, stage_student
+
+    corpus = args.work / "corpus" / "train.txt.gz"
+    if not corpus.is_file():
+        print(f"export: {corpus}: missing; run `python -m export corpus` first", file=sys.stderr)
+        return 2
+    if args.layers < 0 or args.epochs < 1 or (args.batch is not None and args.batch < 1):
+        print("export: --layers must be >= 0, --epochs and --batch >= 1", file=sys.stderr)
+        return 2
+    config = StudentConfig(layers=args.layers, epochs=args.epochs, lr=args.lr,
+                           batch=args.batch or (1024 if args.layers == 0 else 128))
+    try:
+        report = stage_student(corpus, args.work, args.teacher or "minilm", config, seconds=args.seconds,
+                               log=lambda m: print(f"[student {config.name}] {m}", flush=True))
+    except (SourceMissing, ValueError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    state = "finished" if report["finished"] else f"stopped at step {report['step']:,} of {report['steps']:,} (rerun to go on)"
+    print(f"student {config.name}: {state}; validation cosine by epoch: "
+          f"{', '.join(str(h['valid_cosine']) for h in report['history'])}")
+    return 0
+
+
 def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
     """`encoders`: the candidate text encoders side by side; needs torch (stock ONNX export, mpnet) but no
     MovieLens ratings."""
     # As for `evaluate`: torch's OpenMP threads would spin between calls and steal the next candidate's core.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .measure.encoders import CANDIDATES, EncodersConfig, run_encoders
+    from .measure.candidates import CANDIDATES, EncodersConfig, NotTrained
+    from .measure.encoders import run_encoders
     from .stages.sources import SourceMissing, minilm_teacher
 
     unknown = [n for n in args.only if n not in CANDIDATES]
@@ -239,7 +279,7 @@ def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
                             only=tuple(args.only), quick=args.quick)
     try:
         run_encoders(config, minilm_teacher(), argv=argv)
-    except SourceMissing as exc:
+    except (SourceMissing, NotTrained) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

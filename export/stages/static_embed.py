@@ -72,6 +72,19 @@ def principal_directions(vectors: np.ndarray, dims: int, centred: bool = False) 
     return basis[:, order[:dims]].T.astype(np.float32), values[order]
 
 
+def sentence_teacher(path: Path, threads: int) -> TeacherEncode:
+    """A sentence-transformers model as ``texts -> unit vectors`` on ``threads`` cores (for distillation)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device="cpu")
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        torch.set_num_threads(threads)
+        return model.encode(list(texts), batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
+    return encode
+
+
 def teacher_rows(teacher: TeacherEncode, words: Sequence[str], special: np.ndarray, chunk: int = 2048,
                  log: Log | None = None) -> np.ndarray:
     """Each non-special word read alone by ``teacher`` (a row per token id; zero rows for special tokens)."""
@@ -124,10 +137,10 @@ def _cached(path: Path, key: dict, make: Callable[[], tuple[np.ndarray, dict]]) 
     return path
 
 
-def distilled_table(path: Path, teacher_name: str, load_teacher: Callable[[], TeacherEncode], tokenizer_path: Path,
-                    dims: int = DIMS, centred: bool = False, log: Log | None = None) -> Path:
-    """``path`` (an .npy of rows): made once per recipe, teacher and vocabulary. The teacher's rows are kept
-    beside it (``path``'s folder, teacher-<slug>.npy), so another projection of them costs no teacher run."""
+def teacher_table(folder: Path, teacher_name: str, load_teacher: Callable[[], TeacherEncode], tokenizer_path: Path,
+                  log: Log | None = None) -> Path:
+    """``folder``/teacher-<slug>.npy: every vocabulary token read alone by the teacher (``teacher_rows``),
+    made once per teacher and vocabulary."""
     vocabulary = hashlib.sha256(tokenizer_path.read_bytes()).hexdigest()[:16]
     slug = "".join(c if c.isalnum() else "-" for c in teacher_name.rsplit("/", 1)[-1].lower())
     words, special = vocabulary_words(tokenizer_path)
@@ -138,10 +151,18 @@ def distilled_table(path: Path, teacher_name: str, load_teacher: Callable[[], Te
         started = time.perf_counter()
         rows = teacher_rows(load_teacher(), words, special, log=log)
         return rows, {"seconds": round(time.perf_counter() - started, 1)}
-    teacher_key = {"version": VERSION, "teacher": teacher_name, "vocabulary": vocabulary}
-    raw = _cached(path.parent / f"teacher-{slug}.npy", teacher_key, read)
-    return _cached(path, {**teacher_key, "dims": dims, "centred": centred},
-                   lambda: project_rows(np.load(raw), special, dims, centred))
+    key = {"version": VERSION, "teacher": teacher_name, "vocabulary": vocabulary}
+    return _cached(folder / f"teacher-{slug}.npy", key, read)
+
+
+def distilled_table(path: Path, teacher_name: str, load_teacher: Callable[[], TeacherEncode], tokenizer_path: Path,
+                    dims: int = DIMS, centred: bool = False, log: Log | None = None) -> Path:
+    """``path`` (an .npy of rows): made once per recipe, teacher and vocabulary. The teacher's rows are kept
+    beside it (``teacher_table``), so another projection of them costs no teacher run."""
+    raw = teacher_table(path.parent, teacher_name, load_teacher, tokenizer_path, log)
+    _, special = vocabulary_words(tokenizer_path)
+    key = {**json.loads(raw.with_suffix(".json").read_text())["key"], "dims": dims, "centred": centred}
+    return _cached(path, key, lambda: project_rows(np.load(raw), special, dims, centred))
 
 
 class StaticEncoder:

@@ -1,0 +1,388 @@
+"""The candidate text encoders of `python -m export encoders`: what each is, how it is called, what it reads.
+
+A builder takes the shared Context and returns a Candidate; BUILDERS lists them in table order. The
+baselines (stock MiniLM, mpnet, the shipped encoder), model2vec-style static tables distilled from a
+teacher, BM25 and its fusion, and the students of ``python -m export student`` (read from
+--work/students, skipped with a reason when not trained yet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgerec.encoder import clean_text
+from edgerec.tools.timing import package_versions
+
+from ..stages import static_embed
+from ..stages.lexical import Bm25, WordSplitter, reciprocal_rank_fusion
+from ..stages.sources import TeacherFacts
+from .peer_client import top_k
+from .text_tasks import Encoder, ScoreMatrix
+
+ANCHOR = "minilm-int8"
+BATCH = 32
+TOP_K = 10
+
+Log = Callable[[str], None]
+QueryFn = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class EncodersConfig:
+    work: Path = Path("export/work")
+    results: Path = Path("results")
+    bundle: Path = Path("artifacts/default")
+    rounds: int = 200           # timed rounds: each runs every candidate's title query and description query
+    warmup: int = 20
+    only: tuple[str, ...] = ()  # candidate names; empty: all; the anchor is always measured
+    quick: bool = False         # smoke run: subsampled tasks and catalogue, few rounds
+    seed: int = 0
+    bulk_threads: int = 2       # untimed work (task texts, distillation) uses every core
+
+
+@dataclass
+class Candidate:
+    """One thing that turns text into rankings: what it is, how it is called, and what it needs on disk."""
+
+    name: str
+    description: str
+    files: tuple[Path, ...]     # what it reads at run time (its size)
+    torch_free: bool
+    fingerprint: str            # what its vectors depend on: task vectors are cached under it
+    encode: Encoder | None = None                     # texts -> unit float32 vectors, batch 32, 1 thread
+    encode_one: Callable[[str], np.ndarray] | None = None  # the query path, 1 thread
+    scores: ScoreMatrix | None = None                 # (queries, documents) -> scores: retrieval tasks use it
+    bulk_encode: Encoder | None = None                # task texts, untimed, every core (default: encode)
+    searcher: Callable[[Sequence[str], np.ndarray], QueryFn] | None = None  # catalogue -> end-to-end query
+    before_timing: Callable[[], None] = lambda: None  # e.g. torch's process-wide thread count back to 1
+    extra_bytes: int = 0        # beyond its files: e.g. a BM25 index over the catalogue
+    note: str = ""
+
+    @property
+    def timed(self) -> bool:
+        return self.encode is not None and self.encode_one is not None
+
+    def query_over(self, catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
+        """The end-to-end query: encode_one + exact top-10 over its own catalogue vectors (unless it has its own)."""
+        if self.searcher is not None:
+            return self.searcher(catalogue, vectors)
+        assert self.encode_one is not None
+        encode_one = self.encode_one
+        return lambda text: top_k(vectors, encode_one(text), TOP_K)
+
+
+@dataclass
+class Context:
+    """What the candidate builders share; models they load are kept in ``shared``."""
+
+    config: EncodersConfig
+    stock: TeacherFacts
+    catalogue: list[str]
+    log: Log
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self) -> Path:
+        """all-MiniLM-L6-v2's tokenizer.json: the WordPiece vocabulary of every MiniLM-based candidate."""
+        return self.stock.path / "tokenizer.json"
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
+
+
+# -- fingerprints and caches ---------------------------------------------------------
+
+def files_digest(paths: Sequence[Path], *extra: str) -> str:
+    """sha256 over the files' bytes (in the order given) and ``extra`` strings: 16 hex digits."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0".encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    for text in extra:
+        digest.update(f"\0{text}".encode())
+    return digest.hexdigest()[:16]
+
+
+def versions(*packages: str) -> str:
+    """'a=1.0,b=none': part of a fingerprint (vectors change with the library that computes them)."""
+    return ",".join(f"{k}={v or 'none'}" for k, v in package_versions(*packages).items())
+
+
+# -- candidates ----------------------------------------------------------------------
+
+def _stock_models(ctx: Context) -> dict[str, Any]:
+    from .evaluation import prepare_stock_models
+
+    def make() -> dict[str, Any]:
+        ctx.log("stock all-MiniLM-L6-v2 as ONNX fp32 and fused + dynamic INT8 (made once in work/evaluation)")
+        models = prepare_stock_models(ctx.stock, ctx.config.work / "evaluation", ctx.tokenizer)
+        return {m.key: m for m in models}
+    return ctx.once("stock-models", make)
+
+
+def _plain_onnx(ctx: Context, name: str, model_key: str, description: str) -> Candidate:
+    from .peer_client import PlainOnnxEncoder
+
+    model = _stock_models(ctx)[model_key]
+    timed = PlainOnnxEncoder(str(model.onnx), str(ctx.tokenizer), ctx.stock.max_length, 1)
+    bulk = PlainOnnxEncoder(str(model.onnx), str(ctx.tokenizer), ctx.stock.max_length, ctx.config.bulk_threads)
+    files = (model.onnx, ctx.tokenizer)
+    return Candidate(name, description, files, torch_free=True,
+                     fingerprint=files_digest(files, f"max_length={ctx.stock.max_length}", "plain-onnx-mean"),
+                     encode=lambda texts: timed.encode(texts, batch_size=BATCH), encode_one=timed.encode_one,
+                     bulk_encode=lambda texts: bulk.encode(texts, batch_size=BATCH))
+
+
+def _minilm_fp32(ctx: Context) -> Candidate:
+    return _plain_onnx(ctx, "minilm-fp32", "stock-fp32",
+                       "all-MiniLM-L6-v2 as published, ONNX fp32; tokenizer + ONNX Runtime + mean pool")
+
+
+def _minilm_int8(ctx: Context) -> Candidate:
+    return _plain_onnx(ctx, "minilm-int8", "stock-int8-ort",
+                       "all-MiniLM-L6-v2, ORT fused + dynamic INT8 per-channel; tokenizer + ONNX Runtime + mean "
+                       "pool: the anchor of every ratio")
+
+
+def _mpnet_facts(ctx: Context) -> TeacherFacts:
+    from ..stages.sources import mpnet_reader
+
+    return ctx.once("mpnet-facts", lambda: mpnet_reader(ctx.config.work))
+
+
+MPNET_FILES = ("model.safetensors", "tokenizer.json", "config.json", "modules.json", "sentence_bert_config.json",
+               "1_Pooling/config.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _mpnet(ctx: Context) -> Candidate:
+    import torch
+
+    from .peer_client import TorchSentenceEncoder
+
+    facts = _mpnet_facts(ctx)
+    encoder: TorchSentenceEncoder = ctx.once("mpnet-model", lambda: TorchSentenceEncoder(str(facts.path), 1))
+
+    def bulk(texts: Sequence[str]) -> np.ndarray:
+        torch.set_num_threads(ctx.config.bulk_threads)
+        try:
+            return encoder.encode(texts, batch_size=BATCH)
+        finally:
+            encoder.use_threads()
+
+    files = tuple(facts.path / f for f in MPNET_FILES if (facts.path / f).is_file())
+    return Candidate("mpnet", "all-mpnet-base-v2 (the teacher: the quality ceiling), sentence-transformers on "
+                     "torch fp32", files, torch_free=False,
+                     fingerprint=files_digest(files, f"max_length={facts.max_length}",
+                                              versions("sentence-transformers", "torch", "transformers")),
+                     encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one,
+                     bulk_encode=bulk, before_timing=encoder.use_threads)
+
+
+def _edgerec_default(ctx: Context) -> Candidate:
+    from edgerec.bundle.reader import open_bundle
+    from edgerec.encoder import TextEncoder
+
+    bundle = open_bundle(ctx.config.bundle)
+    spec = bundle.manifest.encoder
+    timed = TextEncoder(bundle.path("encoder"), bundle.path("tokenizer"), spec, threads=1)
+    bulk = TextEncoder(bundle.path("encoder"), bundle.path("tokenizer"), spec, threads=ctx.config.bulk_threads,
+                       tokenizer=timed.tokenizer)
+    files = (bundle.path("encoder"), bundle.path("tokenizer"))
+    return Candidate(
+        "edgerec-default", f"the shipped bundle's encoder ({bundle.manifest.name}: 0 transformer layers, "
+        "fine-tuned on MovieLens titles) through edgerec.encoder.TextEncoder; without its description model",
+        files, torch_free=True,
+        fingerprint="-".join(bundle.manifest.files[r].sha256[:16] for r in ("encoder", "tokenizer")),
+        encode=lambda texts: timed.encode([clean_text(t) for t in texts], batch_size=BATCH),
+        encode_one=lambda text: timed.encode_one(clean_text(text)),
+        bulk_encode=lambda texts: bulk.encode([clean_text(t) for t in texts], batch_size=BATCH))
+
+
+def _static_table(ctx: Context, teacher: str, centred: bool) -> Path:
+    """The distilled rows of ``teacher`` ('minilm' or 'mpnet'), made once under work/encoders (the teacher
+    reads the vocabulary once for both projections)."""
+    def make() -> Path:
+        path_of = {"minilm": lambda: ctx.stock.path, "mpnet": lambda: _mpnet_facts(ctx).path}[teacher]
+        names = {"minilm": ctx.stock.name, "mpnet": "sentence-transformers/all-mpnet-base-v2"}
+        return static_embed.distilled_table(
+            ctx.config.work / "encoders" / f"static-{teacher}{'-centred' if centred else ''}.npy", names[teacher],
+            lambda: static_embed.sentence_teacher(path_of(), ctx.config.bulk_threads), ctx.tokenizer, centred=centred,
+            log=ctx.log)
+    return ctx.once(f"static-table-{teacher}-{centred}", make)
+
+
+# name suffix -> (centred PCA, Zipf/SIF weights): plain uncentred, weighted uncentred, and model2vec's own defaults.
+STATIC_RECIPES = {"": (False, False), "-zipf": (False, True), "-m2v": (True, True)}
+
+
+def _static_encoder(ctx: Context, teacher: str, suffix: str) -> tuple[static_embed.StaticEncoder, Path]:
+    centred, zipf = STATIC_RECIPES[suffix]
+    table = _static_table(ctx, teacher, centred)
+
+    def make() -> static_embed.StaticEncoder:
+        rows = np.load(table)
+        weights = static_embed.zipf_sif_weights(len(rows)) if zipf else None
+        return static_embed.StaticEncoder(rows, ctx.tokenizer, weights)
+    return ctx.once(f"static-{teacher}{suffix}", make), table
+
+
+def _static(ctx: Context, teacher: str, suffix: str) -> Candidate:
+    encoder, table = _static_encoder(ctx, teacher, suffix)
+    centred, zipf = STATIC_RECIPES[suffix]
+    facts = json.loads(table.with_suffix(".json").read_text())
+    files = (table, ctx.tokenizer)
+    weighting = (f"rows weighted by model2vec's default Zipf/SIF weight (a={static_embed.SIF_COEFFICIENT:g}, "
+                 "rank = token id)" if zipf else "unweighted")
+    teacher_name = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[teacher]
+    projection = "centred PCA (model2vec's)" if centred else "uncentred PCA"
+    return Candidate(
+        f"static-{teacher}{suffix}",
+        f"model2vec-style static model distilled from {teacher_name}: each of the {facts['tokens_read']:,} "
+        f"WordPiece tokens read alone, {projection} {facts['teacher_dim']} -> {facts['dims']} "
+        f"({facts['variance_kept']:.1%} of the {'variance' if centred else 'second moment'} kept); mean of the "
+        f"token rows, {weighting}; pure numpy", files, torch_free=True,
+        fingerprint=files_digest(files, f"zipf={zipf}", f"static v{static_embed.VERSION}",
+                                 f"max_tokens={static_embed.MAX_TOKENS}"),
+        encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one)
+
+
+def _splitter(ctx: Context) -> WordSplitter:
+    return ctx.once("word-splitter", lambda: WordSplitter(ctx.tokenizer))
+
+
+def _bm25_matrix(ctx: Context) -> ScoreMatrix:
+    splitter = _splitter(ctx)
+    return lambda queries, documents: Bm25(documents, splitter).matrix(queries)
+
+
+def _catalogue_bm25(ctx: Context) -> Bm25:
+    def make() -> Bm25:
+        started = time.perf_counter()
+        index = Bm25(ctx.catalogue, _splitter(ctx))
+        ctx.shared["catalogue-bm25-seconds"] = time.perf_counter() - started
+        return index
+    return ctx.once("catalogue-bm25", make)
+
+
+def _bm25_note(ctx: Context) -> str:
+    index = _catalogue_bm25(ctx)
+    return (f"its BM25 index over the {index.size:,} catalogue texts: {index.nbytes / 1e6:.2f} MB of postings, "
+            f"built once in {ctx.shared['catalogue-bm25-seconds']:.2f} s (not in texts/s)")
+
+
+def _bm25(ctx: Context) -> Candidate:
+    index = _catalogue_bm25(ctx)
+    return Candidate(
+        "bm25", "Okapi BM25 (k1 1.2, b 0.75) over words from the MiniLM tokenizer's normaliser and "
+        "pre-tokenizer; retrieval tasks only (no vectors: Lee is not scored); no latency row (not an encoder); "
+        "size: the tokenizer file + its postings over the catalogue", (ctx.tokenizer,), torch_free=True,
+        fingerprint=files_digest((ctx.tokenizer,), "bm25"), scores=_bm25_matrix(ctx), extra_bytes=index.nbytes,
+        note=_bm25_note(ctx))
+
+
+def _static_mpnet_bm25(ctx: Context) -> Candidate:
+    encoder, table = _static_encoder(ctx, "mpnet", "")
+    lexical = _bm25_matrix(ctx)
+
+    def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+        dense = encoder.encode(queries, batch_size=BATCH) @ encoder.encode(documents, batch_size=BATCH).T
+        return reciprocal_rank_fusion(dense, lexical(queries, documents))
+
+    def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
+        index = _catalogue_bm25(ctx)
+        if index.size != len(vectors):
+            raise ValueError(f"BM25 holds {index.size} catalogue texts, the dense side {len(vectors)}")
+
+        def query(text: str) -> np.ndarray:
+            fused = reciprocal_rank_fusion(vectors @ encoder.encode_one(text), index.scores(text))[0]
+            k = min(TOP_K, len(fused))
+            top = np.argpartition(-fused, k - 1)[:k]
+            return top[np.argsort(-fused[top], kind="stable")]
+        return query
+
+    files = (table, ctx.tokenizer)
+    return Candidate(
+        "static-mpnet+bm25", "static-mpnet and bm25 fused by reciprocal rank (k 60) on the retrieval tasks and in "
+        "the query (full dense ranking + the documents BM25 retrieves); Lee from static-mpnet's vectors; size: "
+        "static-mpnet's files + the BM25 postings over the catalogue", files, torch_free=True,
+        fingerprint=files_digest(files, "static-mpnet+bm25", f"static v{static_embed.VERSION}"),
+        encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one,
+        scores=scores, searcher=searcher, extra_bytes=_catalogue_bm25(ctx).nbytes,
+        note=f"texts/s is the dense side's; {_bm25_note(ctx)}; the query ranks the whole catalogue both ways "
+             "(two full sorts), not optimised")
+
+
+# -- students (python -m export student) ----------------------------------------------
+
+class NotTrained(RuntimeError):
+    """A student candidate whose model `python -m export student` has not written yet."""
+
+
+def _student_model(ctx: Context, layers: int) -> Path:
+    from ..stages.student import StudentConfig, student_dir
+
+    model = student_dir(ctx.config.work, "minilm", StudentConfig(layers=layers)) / "model"
+    if not model.is_dir():
+        raise NotTrained(f"{model} is missing: run `python -m export student --layers {layers}` first")
+    return model
+
+
+def _static_student(ctx: Context) -> Candidate:
+    model = _student_model(ctx, 0)
+    files = (model / "rows.f16.npy", model / "tokenizer.json")
+    encoder = ctx.once("static-student", lambda: static_embed.StaticEncoder(np.load(files[0]), files[1]))
+    return Candidate(
+        "student-L0", "static table trained on the corpus against all-MiniLM-L6-v2's vectors (tokenlearn's "
+        "recipe; python -m export student --layers 0), 384-d float16", files, torch_free=True,
+        fingerprint=files_digest(files, f"static v{static_embed.VERSION}", f"max_tokens={static_embed.MAX_TOKENS}"),
+        encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one)
+
+
+def _layered_student(ctx: Context, layers: int, key: str) -> Candidate:
+    from ..stages.sources import read_teacher
+    from .evaluation import prepare_stock_models
+    from .peer_client import PlainOnnxEncoder
+
+    model_dir = _student_model(ctx, layers)
+    facts = read_teacher(model_dir, f"edgerec student L{layers}")
+    models = ctx.once(f"student-L{layers}-onnx", lambda: {m.key: m for m in prepare_stock_models(
+        facts, model_dir.parent / "onnx", model_dir / "tokenizer.json")})
+    graph = models[key].onnx
+    timed = PlainOnnxEncoder(str(graph), str(model_dir / "tokenizer.json"), facts.max_length, 1)
+    bulk = PlainOnnxEncoder(str(graph), str(model_dir / "tokenizer.json"), facts.max_length, ctx.config.bulk_threads)
+    files = (graph, model_dir / "tokenizer.json")
+    form = "ONNX fp32" if key == "stock-fp32" else "ORT fused + dynamic INT8 per-channel"
+    return Candidate(
+        f"student-L{layers}" + ("" if key == "stock-fp32" else "-int8"),
+        f"all-MiniLM-L6-v2's embeddings and first {layers} layer(s), trained on the corpus against its vectors "
+        f"(python -m export student --layers {layers}); {form}", files, torch_free=True,
+        fingerprint=files_digest(files, f"max_length={facts.max_length}", "plain-onnx-mean"),
+        encode=lambda texts: timed.encode(texts, batch_size=BATCH), encode_one=timed.encode_one,
+        bulk_encode=lambda texts: bulk.encode(texts, batch_size=BATCH))
+
+
+BUILDERS: dict[str, Callable[[Context], Candidate]] = {
+    "minilm-fp32": _minilm_fp32,
+    "minilm-int8": _minilm_int8,
+    "mpnet": _mpnet,
+    "edgerec-default": _edgerec_default,
+    **{f"static-{teacher}{suffix}": (lambda ctx, teacher=teacher, suffix=suffix: _static(ctx, teacher, suffix))
+       for teacher in ("minilm", "mpnet") for suffix in STATIC_RECIPES},
+    "bm25": _bm25,
+    "static-mpnet+bm25": _static_mpnet_bm25,
+    "student-L0": _static_student,
+    **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
+       for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
+}
+CANDIDATES = tuple(BUILDERS)
