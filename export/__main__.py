@@ -234,8 +234,8 @@ def _teacher(work: Path, name: str, seconds: float | None) -> int:
 
 def _student(args: argparse.Namespace) -> int:
     """`student`: a small encoder trained on the teacher shards written so far; a rerun resumes."""
-    from .stages.sources import SourceMissing
-    from .stages.student import StudentConfig, stage_student
+    from .stages.sources import SourceMissing, minilm_teacher
+    from .stages.student import StudentConfig, stage_student, student_dir
 
     corpus = args.work / "corpus" / "train.txt.gz"
     if not corpus.is_file():
@@ -246,8 +246,13 @@ def _student(args: argparse.Namespace) -> int:
         return 2
     config = StudentConfig(layers=args.layers, epochs=args.epochs, lr=args.lr,
                            batch=args.batch or (1024 if args.layers == 0 else 128))
+    if (args.teacher or "minilm") != "minilm":
+        print("export: `student` learns all-MiniLM-L6-v2's shards (its tokenizer and layers); mpnet's targets "
+              "are learnt on a GPU machine by export/stages/gpu_distil.py", file=sys.stderr)
+        return 2
     try:
-        report = stage_student(corpus, args.work, args.teacher or "minilm", config, seconds=args.seconds,
+        report = stage_student(corpus, args.work / "teacher-minilm", student_dir(args.work, "minilm", config),
+                               minilm_teacher(), config, tables=args.work / "encoders", seconds=args.seconds,
                                log=lambda m: print(f"[student {config.name}] {m}", flush=True))
     except (SourceMissing, ValueError) as exc:
         print(f"export: {exc}", file=sys.stderr)

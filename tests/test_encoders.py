@@ -409,3 +409,25 @@ def test_the_command_line_checks_names_and_keeps_quick_runs_apart(tmp_path: Path
     assert export_main(["encoders", "--quick", "--results", str(tmp_path / "r")]) == 0
     assert seen[-1].results == tmp_path / "r"
     assert export_main(["encoders"]) == 0 and seen[-1].results == Path("results") and not seen[-1].quick
+
+
+def test_an_untrained_student_is_skipped_and_named_unless_asked_for(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from export.measure.candidates import NotTrained
+
+    suite = TaskSuite((paired_task("pairs"),), {})
+    records = [{"title": f"Film {i}"} for i in range(30)]
+    monkeypatch.setattr(encoders, "text_tasks", lambda: suite)
+    monkeypatch.setattr(encoders, "catalogue_of", lambda bundle: (records, [f"c{i}" for i in range(N)], "fake"))
+
+    def untrained(ctx: encoders.Context) -> Candidate:
+        raise NotTrained("run `python -m export student --layers 9` first")
+    monkeypatch.setattr(encoders, "BUILDERS", {ANCHOR: lambda ctx: fake_candidate(ANCHOR), "student-L9": untrained})
+    config = EncodersConfig(work=tmp_path / "work", results=tmp_path / "results", rounds=2, warmup=1)
+    body = run_encoders(config, TeacherFacts(tmp_path, "fake", 32, "mean", True))
+    assert [r["name"] for r in body["candidates"]] == [ANCHOR]
+    assert "--layers 9" in body["skipped"]["student-L9"]
+    assert "`student-L9`: run `python -m export student --layers 9` first" in (tmp_path / "results" / "encoders.md").read_text()
+    with pytest.raises(NotTrained):
+        run_encoders(EncodersConfig(work=tmp_path / "work", results=tmp_path / "r2", rounds=2, warmup=1,
+                                    only=("student-L9",)), TeacherFacts(tmp_path, "fake", 32, "mean", True))

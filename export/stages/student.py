@@ -29,7 +29,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .sources import TeacherFacts
+
 VALID_TEXTS = 4096
+MIN_TEXTS = 500             # fewer cannot both train and validate
 MAX_TOKENS = 128            # the corpus texts are sentences and definitions: few are longer
 CHECKPOINT_SECONDS = 300
 SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json", "tokenizer.json",
@@ -127,7 +130,10 @@ def make_student(teacher_dir: Path, layers: int, head_dims: int | None = None): 
     class Student(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            body = BertModel.from_pretrained(str(teacher_dir), dtype=torch.float32, add_pooling_layer=False)
+            # No dropout: the targets are plentiful, and a run resumed from a checkpoint then retraces an
+            # uninterrupted one exactly.
+            body = BertModel.from_pretrained(str(teacher_dir), dtype=torch.float32, add_pooling_layer=False,
+                                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
             body.encoder.layer = body.encoder.layer[:layers]
             body.config.num_hidden_layers = layers
             self.body = body
@@ -267,6 +273,7 @@ def train(model, config: StudentConfig, ids: Sequence[Sequence[int]], targets, t
 # -- the stage -------------------------------------------------------------------------
 
 def student_dir(work: Path, teacher_name: str, config: StudentConfig) -> Path:
+    """Where `python -m export student` keeps a student of ``teacher_name`` ('minilm') with ``config``'s layers."""
     return work / "students" / f"{teacher_name}-{config.name}"
 
 
@@ -287,40 +294,35 @@ def save_sentence_model(model, teacher_dir: Path, out: Path) -> None:
             shutil.copy(teacher_dir / name, out / name)
 
 
-def stage_student(corpus: Path, work: Path, teacher_name: str, config: StudentConfig, *,
-                  seconds: float | None = None, threads: int | None = None, log: Log = print) -> dict:
-    """`python -m export student`: train on every teacher shard written so far, write
-    work/students/<teacher>-L<n>/ (model/ and report.json)."""
+def stage_student(corpus: Path, shards: Path, out: Path, teacher: TeacherFacts, config: StudentConfig, *,
+                  tables: Path | None = None, seconds: float | None = None, threads: int | None = None,
+                  log: Log = print) -> dict:
+    """`python -m export student`: train on every shard of ``teacher``'s vectors in ``shards`` written so far;
+    write ``out``/model (when the plan is finished), ``out``/checkpoint.pt and ``out``/report.json. A static
+    student starts from the teacher's reading of each token, cached in ``tables`` (default: ``out``)."""
     import torch
 
-    from .sources import minilm_teacher
     from .static_embed import sentence_teacher, teacher_table
     from .teacher import load_shards, read_corpus
 
-    if teacher_name != "minilm":
-        raise ValueError("the CPU student stage learns all-MiniLM-L6-v2's vectors (its tokenizer and layers); "
-                         "mpnet's targets go through gpu_distil.py")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
-    teacher = minilm_teacher()
-    lines, vectors = load_shards(work / f"teacher-{teacher_name}")
-    if len(lines) < 10 * VALID_TEXTS:
-        raise ValueError(f"only {len(lines):,} teacher vectors in {work / f'teacher-{teacher_name}'}: run "
-                         "`python -m export teacher --teacher minilm` first (a few shards at least)")
+    lines, vectors = load_shards(shards)
+    if len(lines) < MIN_TEXTS:
+        raise ValueError(f"only {len(lines):,} teacher vectors in {shards}: run `python -m export teacher` "
+                         f"first (at least {MIN_TEXTS:,} texts)")
     texts = read_corpus(corpus)
     chosen = [texts[i] for i in lines]
     del texts
     valid_rows, train_rows = split_rows(len(chosen))
     log(f"{len(chosen):,} texts with teacher vectors: {len(valid_rows):,} validation, {len(train_rows):,} training")
     tokenizer = teacher.path / "tokenizer.json"
-    ids = tokenize(tokenizer, chosen, MAX_TOKENS, special=config.layers > 0)
+    ids = tokenize(tokenizer, chosen, min(MAX_TOKENS, teacher.max_length), special=config.layers > 0)
     targets = torch.from_numpy(vectors)
-    out = student_dir(work, teacher_name, config)
     out.mkdir(parents=True, exist_ok=True)
     if config.layers == 0:
-        # The same file as the static candidates of `encoders` read (work/encoders), so it is made once.
-        initial = teacher_table(work / "encoders", teacher.name, lambda: sentence_teacher(teacher.path, threads or 2),
+        initial = teacher_table(tables or out, teacher.name, lambda: sentence_teacher(teacher.path, threads or 2),
                                 tokenizer, log=log)
         model = make_static(np.load(initial))
     else:
