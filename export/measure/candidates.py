@@ -291,13 +291,16 @@ def _bm25(ctx: Context) -> Candidate:
         note=_bm25_note(ctx))
 
 
-def _static_mpnet_bm25(ctx: Context) -> Candidate:
-    encoder, table = _static_encoder(ctx, "mpnet", "")
+def _with_bm25(ctx: Context, dense: Candidate) -> Candidate:
+    """``dense`` and bm25 fused by reciprocal rank (k 60): on the retrieval tasks, and in the query over the
+    catalogue (the full dense ranking + the documents BM25 retrieves); Lee from the dense vectors."""
+    if dense.encode is None or dense.encode_one is None:
+        raise ValueError(f"{dense.name} has no vectors to fuse")
+    encode, encode_one = dense.encode, dense.encode_one
     lexical = _bm25_matrix(ctx)
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        dense = encoder.encode(queries, batch_size=BATCH) @ encoder.encode(documents, batch_size=BATCH).T
-        return reciprocal_rank_fusion(dense, lexical(queries, documents))
+        return reciprocal_rank_fusion(encode(queries) @ encode(documents).T, lexical(queries, documents))
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         index = _catalogue_bm25(ctx)
@@ -305,20 +308,19 @@ def _static_mpnet_bm25(ctx: Context) -> Candidate:
             raise ValueError(f"BM25 holds {index.size} catalogue texts, the dense side {len(vectors)}")
 
         def query(text: str) -> np.ndarray:
-            fused = reciprocal_rank_fusion(vectors @ encoder.encode_one(text), index.scores(text))[0]
+            fused = reciprocal_rank_fusion(vectors @ encode_one(text), index.scores(text))[0]
             k = min(TOP_K, len(fused))
             top = np.argpartition(-fused, k - 1)[:k]
             return top[np.argsort(-fused[top], kind="stable")]
         return query
 
-    files = (table, ctx.tokenizer)
     return Candidate(
-        "static-mpnet+bm25", "static-mpnet and bm25 fused by reciprocal rank (k 60) on the retrieval tasks and in "
-        "the query (full dense ranking + the documents BM25 retrieves); Lee from static-mpnet's vectors; size: "
-        "static-mpnet's files + the BM25 postings over the catalogue", files, torch_free=True,
-        fingerprint=files_digest(files, "static-mpnet+bm25", f"static v{static_embed.VERSION}"),
-        encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one,
-        scores=scores, searcher=searcher, extra_bytes=_catalogue_bm25(ctx).nbytes,
+        f"{dense.name}+bm25", f"{dense.name} and bm25 fused by reciprocal rank (k 60) on the retrieval tasks and in "
+        f"the query (full dense ranking + the documents BM25 retrieves); Lee from {dense.name}'s vectors; size: "
+        f"{dense.name}'s files + the BM25 postings over the catalogue", dense.files, torch_free=dense.torch_free,
+        fingerprint=files_digest(dense.files, f"{dense.name}+bm25", dense.fingerprint),
+        encode=encode, encode_one=encode_one, bulk_encode=dense.bulk_encode, scores=scores, searcher=searcher,
+        extra_bytes=_catalogue_bm25(ctx).nbytes,
         note=f"texts/s is the dense side's; {_bm25_note(ctx)}; the query ranks the whole catalogue both ways "
              "(two full sorts), not optimised")
 
@@ -380,9 +382,11 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     **{f"static-{teacher}{suffix}": (lambda ctx, teacher=teacher, suffix=suffix: _static(ctx, teacher, suffix))
        for teacher in ("minilm", "mpnet") for suffix in STATIC_RECIPES},
     "bm25": _bm25,
-    "static-mpnet+bm25": _static_mpnet_bm25,
+    "static-mpnet+bm25": lambda ctx: _with_bm25(ctx, _static(ctx, "mpnet", "")),
     "student-L0": _static_student,
+    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx)),
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
+    "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort")),
 }
 CANDIDATES = tuple(BUILDERS)
