@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     encoders.add_argument("--only", action="append", default=[], metavar="NAME",
                           help="`encoders`: run this candidate (repeatable; the anchor minilm-int8 always runs; "
                                "default: all)")
+    encoders.add_argument("--validation", action="store_true",
+                          help="`encoders`: score on the validation sets (the training side of BBC headline -> "
+                               "article and WordNet example -> definition), for choosing settings; writes "
+                               "encoders-validation.{md,json,svg}")
     encoders.add_argument("--quick", action="store_true",
                           help="`encoders`: smoke run on subsampled tasks and catalogue, few rounds; writes to "
                                "--work/encoders/quick unless --results is given")
@@ -281,7 +285,7 @@ def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
     if args.quick and not any(a == "--results" or a.startswith("--results=") for a in argv):
         results = args.work / "encoders" / "quick"
     config = EncodersConfig(work=args.work, results=results, bundle=args.bundle or args.out, rounds=args.rounds,
-                            only=tuple(args.only), quick=args.quick)
+                            only=tuple(args.only), quick=args.quick, validation=args.validation)
     try:
         run_encoders(config, minilm_teacher(), argv=argv)
     except (SourceMissing, NotTrained) as exc:

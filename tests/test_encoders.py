@@ -179,7 +179,7 @@ def test_the_whole_run_writes_table_json_and_plot(tmp_path: Path, monkeypatch: p
     model_file.write_bytes(b"x" * 2000)
     suite = TaskSuite((paired_task("pairs"), paired_task("pairs-ndcg", "ndcg@10"), similarity_task()), {})
     records = [{"title": f"Film {i}"} for i in range(30)]
-    monkeypatch.setattr(encoders, "text_tasks", lambda: suite)
+    monkeypatch.setattr(encoders, "text_tasks", lambda validation=False: suite)
     monkeypatch.setattr(encoders, "catalogue_of", lambda bundle: (records, [f"c{i}" for i in range(N)], "fake"))
 
     def lexical(ctx: encoders.Context) -> Candidate:  # a ranker with its own score matrix: the identity
@@ -417,7 +417,7 @@ def test_an_untrained_student_is_skipped_and_named_unless_asked_for(tmp_path: Pa
 
     suite = TaskSuite((paired_task("pairs"),), {})
     records = [{"title": f"Film {i}"} for i in range(30)]
-    monkeypatch.setattr(encoders, "text_tasks", lambda: suite)
+    monkeypatch.setattr(encoders, "text_tasks", lambda validation=False: suite)
     monkeypatch.setattr(encoders, "catalogue_of", lambda bundle: (records, [f"c{i}" for i in range(N)], "fake"))
 
     def untrained(ctx: encoders.Context) -> Candidate:

@@ -149,7 +149,7 @@ def test_pairs_merge_repeated_texts_and_subsample_with_a_seed() -> None:
 
 def test_every_task_is_built_named_and_sized(tmp_path: Path) -> None:
     suite = text_tasks(make_sources(tmp_path))
-    assert [t.name for t in suite.tasks] == list(TASK_METRICS) and suite.missing == {}
+    assert [t.name for t in suite.tasks] == [n for n in TASK_METRICS if not n.endswith("-val")] and suite.missing == {}
     sizes = {t.name: (t.metric, t.size) for t in suite.tasks}
     assert sizes["lee"] == ("spearman", 1225)
     assert sizes["semanlink"] == ("ndcg@10", 2)
@@ -170,6 +170,16 @@ def test_every_task_text_is_held_out_of_the_corpus(tmp_path: Path) -> None:
     for task in text_tasks(sources).tasks:
         texts = task.data.texts()
         assert texts and all(text_key(t) in keys for t in texts), task.name
+
+
+def test_the_validation_sets_come_from_the_training_side(tmp_path: Path) -> None:
+    sources = make_sources(tmp_path)
+    keys = heldout_texts(sources).keys
+    suite = text_tasks(sources, validation=True)
+    assert [t.name for t in suite.tasks] == ["bbc-headline-val", "wordnet-val"] and suite.missing == {}
+    for task in suite.tasks:
+        texts = task.data.texts()
+        assert texts and task.metric == "mrr@10" and not any(text_key(t) in keys for t in texts), task.name
 
 
 def test_scoring_the_fake_tasks_end_to_end(tmp_path: Path) -> None:

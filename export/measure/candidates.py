@@ -43,6 +43,7 @@ class EncodersConfig:
     warmup: int = 20
     only: tuple[str, ...] = ()  # candidate names; empty: all; the anchor is always measured
     quick: bool = False         # smoke run: subsampled tasks and catalogue, few rounds
+    validation: bool = False    # the validation sets (training side) instead of the test sets: for choosing
     seed: int = 0
     bulk_threads: int = 2       # untimed work (task texts, distillation) uses every core
 

@@ -309,6 +309,9 @@ def markdown(body: dict[str, Any]) -> str:
         f"Ratios are to `{ANCHOR}` (stock all-MiniLM-L6-v2, fused + dynamic INT8). Wall time {body['seconds']:.0f} s.",
         "",
     ]
+    if body["config"].get("validation"):
+        lines += ["**Validation sets** (the training side of two test sets): settings are chosen here, never on "
+                  "the test sets of results/encoders.md.", ""]
     if body["config"]["quick"]:
         lines += ["**Quick smoke run**: tasks, catalogue and rounds subsampled; not comparable with a full run.", ""]
     head = (["candidate", *names, "mean", "mean / anchor", "lowest task / anchor", "p50 titles ms",
@@ -413,7 +416,7 @@ def run_encoders(config: EncodersConfig, stock: TeacherFacts, argv: Sequence[str
 
     names = chosen_names(config.only)
     rounds, warmup = config.rounds, config.warmup
-    suite = text_tasks()
+    suite = text_tasks(validation=config.validation)
     if not suite.tasks:
         raise FileNotFoundError("no text task could be built: fetch the packages as export/stages/text_packages.py "
                                 f"says ({'; '.join(suite.missing.values())})")
@@ -471,13 +474,18 @@ def run_encoders(config: EncodersConfig, stock: TeacherFacts, argv: Sequence[str
         "candidates": rows,
     }
     body["config"].update(rounds=rounds, warmup=warmup)
-    write_results(body, config.results)
-    say(f"wrote {config.results / 'encoders.md'}, .json and .svg")
+    write_results(body, config.results, results_stem(config))
+    say(f"wrote {config.results / results_stem(config)}.md, .json and .svg")
     return body
 
 
-def write_results(body: dict[str, Any], results: Path) -> None:
+def results_stem(config: EncodersConfig) -> str:
+    """encoders (the test sets) or encoders-validation: the two never overwrite each other."""
+    return "encoders-validation" if config.validation else "encoders"
+
+
+def write_results(body: dict[str, Any], results: Path, stem: str = "encoders") -> None:
     results.mkdir(parents=True, exist_ok=True)
-    (results / "encoders.json").write_text(json.dumps(body, indent=2) + "\n")
-    (results / "encoders.md").write_text(markdown(body))
-    (results / "encoders.svg").write_text(chart(body["candidates"]))
+    (results / f"{stem}.json").write_text(json.dumps(body, indent=2) + "\n")
+    (results / f"{stem}.md").write_text(markdown(body))
+    (results / f"{stem}.svg").write_text(chart(body["candidates"]))

@@ -45,6 +45,8 @@ TASK_METRICS = {
     "bbc-topic": "precision@10",
     "film-review": "mrr@10",
     "wordnet": "mrr@10",
+    "bbc-headline-val": "mrr@10",
+    "wordnet-val": "mrr@10",
 }
 
 
@@ -84,9 +86,10 @@ class TaskSuite:
     missing: dict[str, str]  # task name -> why its package is not here (with the fetch command)
 
 
-def text_tasks(config: SourcesConfig | None = None) -> TaskSuite:
-    """Every text task whose package is here, each with its name, metric and size."""
-    sets, missing = evaluation_sets(config or SourcesConfig())
+def text_tasks(config: SourcesConfig | None = None, validation: bool = False) -> TaskSuite:
+    """Every text task whose package is here, each with its name, metric and size: the test sets, or with
+    ``validation`` the validation sets (the training side, for choosing settings)."""
+    sets, missing = evaluation_sets(config or SourcesConfig(), validation)
     return TaskSuite(tuple(TextTask(name, TASK_METRICS[name], data) for name, data in sets.items()), missing)
 
 

