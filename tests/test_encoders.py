@@ -168,7 +168,8 @@ def test_the_query_set_is_seeded_titles_and_descriptive_sentences() -> None:
 
 def test_only_adds_the_anchor_and_refuses_unknown_names() -> None:
     assert chosen_names(["static-mpnet"]) == [ANCHOR, "static-mpnet"]
-    assert chosen_names([]) == list(encoders.BUILDERS)
+    assert chosen_names([]) == [n for n in encoders.BUILDERS if "@" not in n]  # a weight grid runs when named
+    assert "student-L0+bm25@0.1" in encoders.BUILDERS and chosen_names(["student-L0+bm25@0.1"])[-1].endswith("@0.1")
     with pytest.raises(ValueError, match="unknown candidate"):
         chosen_names(["nope"])
 
@@ -270,6 +271,19 @@ def test_reciprocal_rank_fusion_counts_only_what_bm25_retrieved() -> None:
     assert np.argsort(-fused)[:2].tolist() == [1, 3]  # two votes beat one
     with pytest.raises(ValueError, match="differ"):
         reciprocal_rank_fusion(dense, lexical[:, :3])
+
+
+def test_score_fusion_scales_bm25_by_the_querys_best_score() -> None:
+    from export.stages.lexical import score_fusion
+
+    dense = np.array([[0.9, 0.5, 0.1], [0.2, 0.4, 0.3]])
+    lexical = np.array([[0.0, 8.0, 4.0], [0.0, 0.0, 0.0]])  # the second query shares no word with any document
+    fused = score_fusion(dense, lexical, 0.5)
+    assert fused[0] == pytest.approx([0.9, 1.0, 0.35]) and fused[1] == pytest.approx(dense[1])
+    assert score_fusion(dense, lexical * 10, 0.5) == pytest.approx(fused)  # only the query's own scale counts
+    assert score_fusion(dense, lexical, 0.0) == pytest.approx(dense)
+    with pytest.raises(ValueError, match="differ"):
+        score_fusion(dense, lexical[:, :2], 0.1)
 
 
 # --- static distillation on a fake teacher ---------------------------------------------------

@@ -21,7 +21,7 @@ from edgerec.encoder import clean_text
 from edgerec.tools.timing import package_versions
 
 from ..stages import static_embed
-from ..stages.lexical import Bm25, WordSplitter, reciprocal_rank_fusion
+from ..stages.lexical import Bm25, WordSplitter, reciprocal_rank_fusion, score_fusion
 from ..stages.sources import TeacherFacts
 from .peer_client import top_k
 from .text_tasks import Encoder, ScoreMatrix
@@ -292,16 +292,21 @@ def _bm25(ctx: Context) -> Candidate:
         note=_bm25_note(ctx))
 
 
-def _with_bm25(ctx: Context, dense: Candidate) -> Candidate:
-    """``dense`` and bm25 fused by reciprocal rank (k 60): on the retrieval tasks, and in the query over the
-    catalogue (the full dense ranking + the documents BM25 retrieves); Lee from the dense vectors."""
+def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None) -> Candidate:
+    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (lexical.score_fusion):
+    on the retrieval tasks, and in the query over the catalogue; Lee from the dense vectors."""
     if dense.encode is None or dense.encode_one is None:
         raise ValueError(f"{dense.name} has no vectors to fuse")
     encode, encode_one = dense.encode, dense.encode_one
     lexical = _bm25_matrix(ctx)
 
+    def fuse(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> np.ndarray:
+        if weight is None:
+            return reciprocal_rank_fusion(dense_scores, lexical_scores)
+        return score_fusion(dense_scores, lexical_scores, weight)
+
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        return reciprocal_rank_fusion(encode(queries) @ encode(documents).T, lexical(queries, documents))
+        return fuse(encode(queries) @ encode(documents).T, lexical(queries, documents))
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         index = _catalogue_bm25(ctx)
@@ -309,17 +314,20 @@ def _with_bm25(ctx: Context, dense: Candidate) -> Candidate:
             raise ValueError(f"BM25 holds {index.size} catalogue texts, the dense side {len(vectors)}")
 
         def query(text: str) -> np.ndarray:
-            fused = reciprocal_rank_fusion(vectors @ encode_one(text), index.scores(text))[0]
+            fused = fuse(vectors @ encode_one(text), index.scores(text))[0]
             k = min(TOP_K, len(fused))
             top = np.argpartition(-fused, k - 1)[:k]
             return top[np.argsort(-fused[top], kind="stable")]
         return query
 
+    how = ("reciprocal rank (k 60)" if weight is None else
+           f"score: cosine + {weight:g} x BM25 / the query's best BM25")
     return Candidate(
-        f"{dense.name}+bm25", f"{dense.name} and bm25 fused by reciprocal rank (k 60) on the retrieval tasks and in "
+        f"{dense.name}+bm25" + ("" if weight is None else f"@{weight:g}"),
+        f"{dense.name} and bm25 fused by {how} on the retrieval tasks and in "
         f"the query (full dense ranking + the documents BM25 retrieves); Lee from {dense.name}'s vectors; size: "
         f"{dense.name}'s files + the BM25 postings over the catalogue", dense.files, torch_free=dense.torch_free,
-        fingerprint=files_digest(dense.files, f"{dense.name}+bm25", dense.fingerprint),
+        fingerprint=files_digest(dense.files, f"{dense.name}+bm25@{weight}", dense.fingerprint),
         encode=encode, encode_one=encode_one, bulk_encode=dense.bulk_encode, scores=scores, searcher=searcher,
         extra_bytes=_catalogue_bm25(ctx).nbytes,
         note=f"texts/s is the dense side's; {_bm25_note(ctx)}; the query ranks the whole catalogue both ways "
@@ -375,6 +383,8 @@ def _layered_student(ctx: Context, layers: int, key: str) -> Candidate:
         bulk_encode=lambda texts: bulk.encode(texts, batch_size=BATCH))
 
 
+FUSION_GRID = (0.05, 0.1, 0.2, 0.3, 0.5)
+
 BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "minilm-fp32": _minilm_fp32,
     "minilm-int8": _minilm_int8,
@@ -389,5 +399,8 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
     "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort")),
+    # Score fusion at each weight of the grid: for choosing the weight on the validation sets
+    # (`encoders --validation --only NAME`); not in a default run.
+    **{f"student-L0+bm25@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w)) for w in FUSION_GRID},
 }
 CANDIDATES = tuple(BUILDERS)

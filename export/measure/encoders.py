@@ -111,7 +111,7 @@ def chosen_names(only: Sequence[str]) -> list[str]:
     unknown = [n for n in only if n not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown candidate(s) {', '.join(unknown)}; choose from {', '.join(BUILDERS)}")
-    wanted = set(only) | {ANCHOR} if only else set(BUILDERS)
+    wanted = set(only) | {ANCHOR} if only else {n for n in BUILDERS if "@" not in n}
     return [n for n in BUILDERS if n in wanted]
 
 

@@ -101,3 +101,13 @@ def reciprocal_rank_fusion(dense: np.ndarray, lexical: np.ndarray, k: int = RRF_
         raise ValueError(f"dense scores {dense.shape} and lexical scores {lexical.shape} differ in shape")
     fused = 1.0 / (k + rank_positions(dense))
     return fused + np.where(lexical > 0, 1.0 / (k + rank_positions(lexical)), 0.0)
+
+
+def score_fusion(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
+    """Cosine + ``weight`` x the BM25 score as a fraction of the query's best one: per-query scaling makes one
+    weight fit short and long queries (raw BM25 grows with the query's length, a cosine does not)."""
+    dense, lexical = np.atleast_2d(dense), np.atleast_2d(lexical)
+    if dense.shape != lexical.shape:
+        raise ValueError(f"dense scores {dense.shape} and lexical scores {lexical.shape} differ in shape")
+    best = lexical.max(axis=1, keepdims=True)
+    return dense + weight * np.divide(lexical, best, out=np.zeros_like(lexical, dtype=np.float64), where=best > 0)
