@@ -21,7 +21,7 @@ from edgerec.encoder import clean_text
 from edgerec.tools.timing import package_versions
 
 from ..stages import static_embed
-from ..stages.lexical import Bm25, WordSplitter, reciprocal_rank_fusion, score_fusion
+from ..stages.lexical import FUSION_WEIGHT, Bm25, WordSplitter, reciprocal_rank_fusion, score_fusion
 from ..stages.sources import TeacherFacts
 from .peer_client import top_k
 from .text_tasks import Encoder, ScoreMatrix
@@ -323,7 +323,7 @@ def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None) -> C
     how = ("reciprocal rank (k 60)" if weight is None else
            f"score: cosine + {weight:g} x BM25 / the query's best BM25")
     return Candidate(
-        f"{dense.name}+bm25" + ("" if weight is None else f"@{weight:g}"),
+        f"{dense.name}+bm25" + ("" if weight in (None, FUSION_WEIGHT) else f"@{weight:g}"),
         f"{dense.name} and bm25 fused by {how} on the retrieval tasks and in "
         f"the query (full dense ranking + the documents BM25 retrieves); Lee from {dense.name}'s vectors; size: "
         f"{dense.name}'s files + the BM25 postings over the catalogue", dense.files, torch_free=dense.torch_free,
@@ -395,12 +395,13 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "bm25": _bm25,
     "static-mpnet+bm25": lambda ctx: _with_bm25(ctx, _static(ctx, "mpnet", "")),
     "student-L0": _static_student,
-    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx)),
+    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT),
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
-    "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort")),
+    "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort"), FUSION_WEIGHT),
     # Score fusion at each weight of the grid: for choosing the weight on the validation sets
     # (`encoders --validation --only NAME`); not in a default run.
-    **{f"student-L0+bm25@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w)) for w in FUSION_GRID},
+    **{f"student-L0+bm25@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w))
+       for w in FUSION_GRID if w != FUSION_WEIGHT},
 }
 CANDIDATES = tuple(BUILDERS)

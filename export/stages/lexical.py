@@ -23,6 +23,10 @@ import numpy as np
 K1 = 1.2
 B = 0.75
 RRF_K = 60
+# score_fusion's weight for the static student: of 0.05-0.5, the one whose lowest validation task ratio to
+# stock MiniLM is highest (0.86 at 0.05; 0.80 at 0.1, 0.50 at 0.5: BM25 helps headlines and hurts WordNet
+# definitions); results/encoders-validation.md, never the test sets.
+FUSION_WEIGHT = 0.05
 
 
 class WordSplitter:
