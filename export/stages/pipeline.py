@@ -30,9 +30,15 @@ from .query_texts import query_like_texts
 from .ranking import evaluate, vector_scorer
 from .sources import QUERY_TEXTS, TeacherFacts, read_teacher
 from .speed import p50_latencies_ms
+from .static_embed import MAX_TOKENS as STATIC_MAX_TOKENS
+from .static_embed import StaticEncoder
+from .static_fit import StaticFitConfig, fit_static, token_ids
+from .static_onnx import OUTPUT as STATIC_OUTPUT
+from .static_onnx import write_static_onnx
 from .validate import ValidationFailed, agreement, check, torch_reference
 
 FP32_NAME, INT8_NAME, TOKENIZER_NAME = "fp32.onnx", "int8.onnx", "tokenizer.json"
+STATIC_ROWS = "static-rows.npy"
 FINETUNED_DIR, STUDENT_DIR, TARGETS_NAME = "finetuned", "student", "targets.npy"
 
 
@@ -53,6 +59,10 @@ class ExportConfig:
     student_item_goal: str = "targets"  # or "teacher": what the student learns on item texts (stage_distil)
     student_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, learning_rate=2e-4,
                                                                      embedding_learning_rate=3e-3))
+    # A general static student (rows.f16.npy + tokenizer.json) to start from: then stage_static takes the
+    # place of finetune, distil, onnx and int8.
+    static_base: Path | None = None
+    static_fit: StaticFitConfig = field(default_factory=StaticFitConfig)
     query_texts: int = 3000          # query-like texts for anchoring and distillation
     validation_items: int = 300      # catalogue texts, plus the query-like texts
     seed: int = 0
@@ -321,14 +331,97 @@ def stage_int8(teacher: TeacherFacts, records: Sequence[dict], config: ExportCon
     return report
 
 
-def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportConfig,
-                 progress: Any = None) -> dict[str, Any]:
-    """Encode the catalogue with the kept INT8 model and write the bundle, with every stage's report."""
+def static_spec(rows: np.ndarray) -> EncoderSpec:
+    """How the runtime reads a static table's Gather graph (static_onnx.py)."""
+    return EncoderSpec(max_length=STATIC_MAX_TOKENS, pooling="mean", normalize=True, dim=int(rows.shape[1]),
+                       inputs=("input_ids",), output=STATIC_OUTPUT, vocab_size=int(rows.shape[0]))
+
+
+def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[dict]) -> float:
+    """Each record's title as the query: how often its own item comes first (exact search)."""
+    titles = encoder.encode([str(r.get("title", r["id"])) for r in records])
+    return float(np.mean(np.argmax(titles @ vectors.T, axis=1) == np.arange(len(records))))
+
+
+def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, progress: Any = None) -> dict[str, Any]:
+    """The general static student config.static_base (rows.f16.npy + tokenizer.json) fitted
+    to the collaborative targets on item texts while query-like texts keep its own vectors (static_fit.py),
+    then written as float16 and int8 Gather graphs, each checked against the numpy table. It takes the place
+    of finetune, distil, onnx and int8; `bundle` follows."""
+    from tokenizers import Tokenizer
+
+    base = config.static_base
+    if base is None:
+        raise ValueError("stage_static needs config.static_base, a general static student's folder")
+    config.work.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = base / "tokenizer.json"
+    rows = np.load(base / "rows.f16.npy").astype(np.float32)
+    general = StaticEncoder(rows, tokenizer_path)
+    items = _item_texts(records, config)
+    anchors = query_like_texts(records, config.anchors, seed=config.seed)
+    print(f"[static] {base}: vectors of {len(items)} items and {len(anchors)} query-like texts")
+    text_vectors, anchor_vectors = general.encode(items), general.encode(anchors)
+    targets = _collaborative_targets(split, text_vectors, config, progress)
+    print(f"[static] fitting the table: {config.static_fit.as_dict()}")
+    fitted, losses = fit_static(rows, token_ids(tokenizer_path, items + anchors, STATIC_MAX_TOKENS),
+                                np.concatenate([targets, anchor_vectors]), config.static_fit, name="static",
+                                progress=progress)
+    np.save(config.work / STATIC_ROWS, fitted)
+    tuned = StaticEncoder(fitted, tokenizer_path)
+    item_vectors = tuned.encode(items)
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=STATIC_MAX_TOKENS)
+    tokenizer.save(str(config.work / TOKENIZER_NAME))
+    spec = static_spec(fitted)
+    graphs = {"float16": write_static_onnx(fitted, config.work / FP32_NAME, "float16"),
+              "int8": write_static_onnx(fitted, config.work / INT8_NAME, "int8")}
+    texts = validation_texts(records, config)
+    reference = tuned.encode(texts)
+    encoders = {k: TextEncoder(path, config.work / TOKENIZER_NAME, spec, threads=1) for k, path in graphs.items()}
+    checks, failures = {}, []
+    for key, encoder in encoders.items():
+        single = np.concatenate([encoder.encode([t]) for t in texts])  # one at a time, as queries are
+        checks[key] = agreement(single, reference)
+        failures += check(f"static {key} graph vs the numpy table", checks[key],
+                          min_mean_cosine=config.fp32_min_cosine if key == "float16" else config.int8_min_mean_cosine,
+                          min_cosine=config.fp32_min_cosine if key == "float16" else config.int8_min_cosine)
+    query = QUERY_TEXTS[0]
+    timing = p50_latencies_ms({k: (lambda e=e: e.encode([query])) for k, e in encoders.items()},
+                              rounds=config.timing_rounds, seed=config.seed)
+    window = config.targets.window
+    report = {
+        "base": str(base),
+        "targets": config.targets.as_dict(),
+        "fit": config.static_fit.as_dict(),
+        "fit_loss_per_epoch": [round(x, 5) for x in losses],
+        "query_like_texts": len(anchors),
+        "valid": {"general": _valid_quality(text_vectors, split, window),
+                  "targets": _valid_quality(targets, split, window),
+                  "fitted": _valid_quality(item_vectors, split, window)},
+        "title_at_1": {"general": round(_title_at_1(text_vectors, general, records), 4),
+                       "fitted": round(_title_at_1(item_vectors, tuned, records), 4)},
+        "fitted_vs_targets": agreement(item_vectors, targets).as_dict(),
+        "fitted_vs_general_on_queries": agreement(tuned.encode(anchors), anchor_vectors).as_dict(),
+        "graphs_vs_numpy": {k: v.as_dict() for k, v in checks.items()},
+        "latency_1_thread": {"query": query, **timing},
+        "size_bytes": {k: path.stat().st_size for k, path in graphs.items()},
+        "spec": json.loads(json.dumps(spec.__dict__)),
+    }
+    print(f"[static] valid HR@10: general {report['valid']['general']['hr@10']}, targets "
+          f"{report['valid']['targets']['hr@10']}, fitted {report['valid']['fitted']['hr@10']}; title@1 "
+          f"{report['title_at_1']}")
+    _write_report(config.work, "static", report)
+    _raise_if(failures)
+    return report
+
+
+def _layered_provenance(model: TeacherFacts, config: ExportConfig) -> dict[str, Any]:
+    """What the bundle says of a model made by finetune -> distil -> onnx -> int8."""
     reports = {stage: _read_report(config.work, stage) for stage in ("onnx", "int8")}
     for stage in ("finetune", "distil"):
         if (config.work / f"{stage}.json").is_file():
             reports[stage] = _read_report(config.work, stage)
-    int8_path, tokenizer = config.work / INT8_NAME, config.work / TOKENIZER_NAME
     stages = []
     if "finetune" in reports:
         stages.append(f"fine-tuned on MovieLens-1M training interactions (window {config.targets.window})")
@@ -336,28 +429,52 @@ def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportCon
         stages.append(f"distilled into {len(reports['distil']['layers'])} layer(s): teacher layers "
                       f"{reports['distil']['layers']}")
     stages += [f"ONNX export (optimum, opset {OPSET})", reports["int8"]["recipe"]]
-    provenance = {
-        "model": {
-            "teacher": reports["finetune"]["teacher"] if "finetune" in reports else model.name,
-            "stages": stages,
-            "validation": {
-                "texts": f"{config.validation_items} catalogue texts + {len(QUERY_TEXTS)} query-like texts",
-                "fp32_vs_torch": reports["onnx"]["fp32_vs_torch"],
-                "int8_vs_fp32": reports["int8"]["int8_vs_fp32"],
-                "int8_batched_vs_single": reports["int8"]["int8_batched_vs_single"],
-            },
-            "training": {stage: {k: reports[stage][k] for k in ("fit", "valid")}
-                         for stage in ("finetune", "distil") if stage in reports},
-            "encode_latency_1_thread": {"query": QUERY_TEXTS[0], "fp32": reports["int8"]["fp32_latency_1_thread"],
-                                        "int8": reports["int8"]["variants"][reports["int8"]["chosen"]]["latency_1_thread"]},
-            "model_bytes": reports["int8"]["size_bytes"],
+    return {
+        "teacher": reports["finetune"]["teacher"] if "finetune" in reports else model.name,
+        "stages": stages,
+        "validation": {
+            "texts": f"{config.validation_items} catalogue texts + {len(QUERY_TEXTS)} query-like texts",
+            "fp32_vs_torch": reports["onnx"]["fp32_vs_torch"],
+            "int8_vs_fp32": reports["int8"]["int8_vs_fp32"],
+            "int8_batched_vs_single": reports["int8"]["int8_batched_vs_single"],
         },
-        "catalog": config.catalog_provenance,
+        "training": {stage: {k: reports[stage][k] for k in ("fit", "valid")}
+                     for stage in ("finetune", "distil") if stage in reports},
+        "encode_latency_1_thread": {"query": QUERY_TEXTS[0], "fp32": reports["int8"]["fp32_latency_1_thread"],
+                                    "int8": reports["int8"]["variants"][reports["int8"]["chosen"]]["latency_1_thread"]},
+        "model_bytes": reports["int8"]["size_bytes"],
     }
+
+
+def _static_provenance(config: ExportConfig) -> dict[str, Any]:
+    """What the bundle says of a general static student fitted by stage_static."""
+    report = _read_report(config.work, "static")
+    return {
+        "teacher": report["base"],
+        "stages": ["general static student (python -m export student --layers 0)",
+                   f"fitted to MovieLens-1M training interactions (window {config.targets.window}) on item texts, "
+                   "query-like texts kept at the student's own vectors",
+                   "Gather graph, int8 rows with a float scale per row"],
+        "validation": {"texts": f"{config.validation_items} catalogue texts + {len(QUERY_TEXTS)} query-like texts",
+                       **{f"{k}_vs_numpy": v for k, v in report["graphs_vs_numpy"].items()}},
+        "training": {"static": {k: report[k] for k in ("fit", "valid", "title_at_1")}},
+        "encode_latency_1_thread": report["latency_1_thread"],
+        "model_bytes": report["size_bytes"],
+    }
+
+
+def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportConfig,
+                 progress: Any = None) -> dict[str, Any]:
+    """Encode the catalogue with the kept INT8 model and write the bundle, with every stage's report."""
+    static = config.static_base is not None
+    provenance = {"model": _static_provenance(config) if static else _layered_provenance(model, config),
+                  "catalog": config.catalog_provenance}
+    int8_path, tokenizer = config.work / INT8_NAME, config.work / TOKENIZER_NAME
+    spec = static_spec(np.load(config.work / STATIC_ROWS)) if static else encoder_spec(model, int8_path)
     print(f"[bundle] encoding {len(records)} items into {config.out}")
     manifest = build_bundle(
         records, config.out, model_path=int8_path, tokenizer_path=tokenizer,
-        encoder_spec=encoder_spec(model, int8_path), text_fields=config.text_fields,
+        encoder_spec=spec, text_fields=config.text_fields,
         user=UserSpec(window=config.targets.window), name=config.name, provenance=provenance,
         notice_path=config.notice, overwrite=config.overwrite, progress=progress,
     )
@@ -381,6 +498,11 @@ def run_all(teacher: TeacherFacts, records: Sequence[dict], split: Split, config
             return False
         return True
 
+    if config.static_base is not None:
+        if due("static"):
+            stage_static(records, split, config, progress=progress)
+        stage_bundle(teacher, records, config, progress=progress)
+        return
     if due("finetune"):
         stage_finetune(teacher, records, split, config, progress=progress)
     if due("distil"):

@@ -1,0 +1,76 @@
+"""Fit a static table (one row per token, a text is the mean of its tokens' rows) to chosen vectors.
+
+The loss is fit.py's: 1 - cosine to the text's own target, plus a softmax over all targets, so that
+each text is closer to its own target than to any other's (neighbours are what a recommender
+returns). Only the rows of tokens the texts use move; every other word keeps what the general
+student learnt, which is what lets a fine-tuned table still read a user's descriptive query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class StaticFitConfig:
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    temperature: float = 0.05
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def token_ids(tokenizer_path: Path, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+    """Each text's token ids as the static model reads them: no [CLS]/[SEP]."""
+    from .student import tokenize
+
+    return tokenize(tokenizer_path, texts, max_tokens, special=False)
+
+
+def fit_static(rows: np.ndarray, ids: Sequence[Sequence[int]], targets: np.ndarray, config: StaticFitConfig,
+               *, name: str = "fit", progress: Progress | None = None) -> tuple[np.ndarray, list[float]]:
+    """(the fitted rows, mean 1 - cosine to the targets per epoch). Texts with no token are refused."""
+    import torch
+    import torch.nn.functional as F
+
+    from .student import flat, make_static
+
+    if len(ids) != len(targets):
+        raise ValueError(f"{len(ids)} texts but {len(targets)} targets")
+    empty = [i for i, t in enumerate(ids) if not t]
+    if empty:
+        raise ValueError(f"{len(empty)} text(s) have no token the table knows (first: text {empty[0]})")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    bag = make_static(rows)
+    goal = F.normalize(torch.tensor(np.asarray(targets, dtype=np.float32)), dim=-1)
+    optimizer = torch.optim.Adam(bag.parameters(), lr=config.learning_rate)
+    total, done, losses = config.epochs * -(-len(ids) // config.batch_size), 0, []
+    for _ in range(config.epochs):
+        order = rng.permutation(len(ids))
+        running = 0.0
+        for start in range(0, len(order), config.batch_size):
+            chunk = order[start : start + config.batch_size]
+            values, offsets = flat(ids, chunk)
+            vectors = F.normalize(bag(values, offsets), dim=-1)
+            own = torch.from_numpy(chunk)
+            cosine = (1.0 - (vectors * goal[own]).sum(-1)).mean()
+            loss = cosine + F.cross_entropy(vectors @ goal.T / config.temperature, own)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(cosine.detach()) * len(chunk)
+            done += 1
+            if progress is not None:
+                progress(name, done, total)
+        losses.append(running / len(ids))
+    return bag.weight.detach().numpy().copy(), losses
