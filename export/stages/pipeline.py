@@ -346,7 +346,8 @@ def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[d
 def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, progress: Any = None) -> dict[str, Any]:
     """The general static student config.static_base (rows.f16.npy + tokenizer.json) fitted
     to the collaborative targets on item texts while query-like texts keep its own vectors (static_fit.py),
-    then written as float16 and int8 Gather graphs, each checked against the numpy table. It takes the place
+    and each title to its item's target, then written as float16 and int8 Gather graphs, each checked against the
+    numpy table. It takes the place
     of finetune, distil, onnx and int8; `bundle` follows."""
     from tokenizers import Tokenizer
 
@@ -362,10 +363,17 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     print(f"[static] {base}: vectors of {len(items)} items and {len(anchors)} query-like texts")
     text_vectors, anchor_vectors = general.encode(items), general.encode(anchors)
     targets = _collaborative_targets(split, text_vectors, config, progress)
-    print(f"[static] fitting the table: {config.static_fit.as_dict()}")
-    fitted, losses = fit_static(rows, token_ids(tokenizer_path, items + anchors, STATIC_MAX_TOKENS),
-                                np.concatenate([targets, anchor_vectors]), config.static_fit, name="static",
-                                progress=progress)
+    # A title typed alone should find its item: each title learns its item's target too (an anchor that is
+    # exactly a title gives way to it).
+    titled = [i for i, r in enumerate(records) if str(r.get("title", "")).strip()]
+    titles = [str(records[i]["title"]) for i in titled]
+    keep = [i for i, a in enumerate(anchors) if a not in set(titles)]
+    texts = items + titles + [anchors[i] for i in keep]
+    goals = np.concatenate([targets, targets[titled], anchor_vectors[keep]])
+    print(f"[static] fitting the table on {len(items)} item texts, {len(titles)} titles and {len(keep)} query-like "
+          f"texts: {config.static_fit.as_dict()}")
+    fitted, losses = fit_static(rows, token_ids(tokenizer_path, texts, STATIC_MAX_TOKENS), goals, config.static_fit,
+                                name="static", progress=progress)
     np.save(config.work / STATIC_ROWS, fitted)
     tuned = StaticEncoder(fitted, tokenizer_path)
     item_vectors = tuned.encode(items)
