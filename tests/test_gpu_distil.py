@@ -9,7 +9,7 @@ pytestmark = pytest.mark.needs_torch
 
 
 def test_flat_gives_embedding_bag_offsets() -> None:
-    from export.stages.gpu_distil import flat
+    from export.stages.static_fit import flat
 
     values, offsets = flat([[1, 2], [3], [4, 5, 6]], np.array([2, 0]))
     assert values.tolist() == [4, 5, 6, 1, 2] and offsets.tolist() == [0, 3]
@@ -29,7 +29,7 @@ def test_large_files_are_split_into_parts_that_join_back(tmp_path, monkeypatch) 
 
 
 def test_length_batches_cover_every_row_once() -> None:
-    from export.stages.gpu_distil import length_batches
+    from export.stages.student import length_batches
 
     ids = [[0] * (i % 7 + 1) for i in range(1000)]
     rows = np.arange(1000)

@@ -25,7 +25,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
 
     from export.stages.sources import read_teacher
     from export.stages.static_embed import teacher_table
-    from export.stages.student import make_student, tokenize
+    from export.stages.static_fit import tokenize
+    from export.stages.student import make_student
     from export.stages.teacher import ShardPlan, file_sha256, read_shards
 
     root = tmp_path_factory.mktemp("student")

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from .static_embed import principal_directions, vocabulary_words
-from .student import MAX_TOKENS, StudentConfig, make_static, make_student, tokenize, train
+from .static_fit import make_static, tokenize
+from .student import MAX_TOKENS, StudentConfig, make_student, train
 from .teacher import read_corpus
 
 PART_BYTES = 15 * 2**20

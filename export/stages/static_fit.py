@@ -1,4 +1,5 @@
-"""Fit a static table (one row per token, a text is the mean of its tokens' rows) to chosen vectors.
+"""A static table (one row per token, a text is the mean of its tokens' rows) in torch, and fitting it
+to chosen vectors.
 
 The loss is fit.py's: 1 - cosine to the text's own target, plus a softmax over all targets, so that
 each text is closer to its own target than to any other's (neighbours are what a recommender
@@ -31,11 +32,35 @@ class StaticFitConfig:
         return asdict(self)
 
 
+def tokenize(tokenizer_path: Path, texts: Sequence[str], max_tokens: int, special: bool) -> list[list[int]]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=special)]
+
+
 def token_ids(tokenizer_path: Path, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
     """Each text's token ids as the static model reads them: no [CLS]/[SEP]."""
-    from .student import tokenize
-
     return tokenize(tokenizer_path, texts, max_tokens, special=False)
+
+
+def flat(ids: Sequence[Sequence[int]], rows: np.ndarray):  # -> (values, offsets) for an EmbeddingBag
+    import torch
+
+    chosen = [ids[i] for i in rows]
+    lengths = np.fromiter((len(c) for c in chosen), dtype=np.int64, count=len(chosen))
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    values = np.fromiter((t for c in chosen for t in c), dtype=np.int64, count=int(lengths.sum()))
+    return torch.from_numpy(values), torch.from_numpy(offsets)
+
+
+def make_static(rows: np.ndarray):  # -> torch.nn.EmbeddingBag
+    import torch
+
+    return torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(rows, dtype=np.float32)).clone(),
+                                                 freeze=False, mode="mean")
 
 
 def fit_static(rows: np.ndarray, ids: Sequence[Sequence[int]], targets: np.ndarray, config: StaticFitConfig,
@@ -43,8 +68,6 @@ def fit_static(rows: np.ndarray, ids: Sequence[Sequence[int]], targets: np.ndarr
     """(the fitted rows, mean 1 - cosine to the targets per epoch). Texts with no token are refused."""
     import torch
     import torch.nn.functional as F
-
-    from .student import flat, make_static
 
     if len(ids) != len(targets):
         raise ValueError(f"{len(ids)} texts but {len(targets)} targets")

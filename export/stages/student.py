@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .sources import TeacherFacts
+from .static_fit import flat, make_static, tokenize
 
 VALID_TEXTS = 4096
 MIN_TEXTS = 500             # fewer cannot both train and validate
@@ -58,15 +59,6 @@ class StudentConfig:
         return f"L{self.layers}"
 
 
-def tokenize(tokenizer_path: Path, texts: Sequence[str], max_tokens: int, special: bool) -> list[list[int]]:
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_tokens)
-    return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=special)]
-
-
 def split_rows(count: int) -> tuple[np.ndarray, np.ndarray]:
     """(validation rows, training rows) of texts in shard order: the first VALID_TEXTS are validation."""
     held = min(VALID_TEXTS, count // 10)
@@ -74,16 +66,6 @@ def split_rows(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- batches ---------------------------------------------------------------------------
-
-def flat(ids: Sequence[Sequence[int]], rows: np.ndarray):  # -> (values, offsets) for an EmbeddingBag
-    import torch
-
-    chosen = [ids[i] for i in rows]
-    lengths = np.fromiter((len(c) for c in chosen), dtype=np.int64, count=len(chosen))
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    values = np.fromiter((t for c in chosen for t in c), dtype=np.int64, count=int(lengths.sum()))
-    return torch.from_numpy(values), torch.from_numpy(offsets)
-
 
 def padded(ids: Sequence[Sequence[int]], rows: np.ndarray, device: str = "cpu"):  # -> (ids, mask) tensors
     import torch
@@ -146,13 +128,6 @@ def make_student(teacher_dir: Path, layers: int, head_dims: int | None = None): 
             return self.head(pooled) if self.head is not None else pooled
 
     return Student()
-
-
-def make_static(rows: np.ndarray):  # -> torch.nn.EmbeddingBag
-    import torch
-
-    return torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(rows, dtype=np.float32)).clone(),
-                                                 freeze=False, mode="mean")
 
 
 def predict(model, ids: Sequence[Sequence[int]], rows: np.ndarray, layers: int, device: str = "cpu"):
