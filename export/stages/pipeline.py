@@ -63,6 +63,9 @@ class ExportConfig:
     # place of finetune, distil, onnx and int8.
     static_base: Path | None = None
     static_fit: StaticFitConfig = field(default_factory=StaticFitConfig)
+    # General texts (e.g. corpus sentences) held at the general student's vectors while fitting, so that
+    # the words they share with titles keep their general meaning.
+    static_general_texts: tuple[str, ...] = ()
     query_texts: int = 3000          # query-like texts for anchoring and distillation
     validation_items: int = 300      # catalogue texts, plus the query-like texts
     seed: int = 0
@@ -368,10 +371,11 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     titled = [i for i, r in enumerate(records) if str(r.get("title", "")).strip()]
     titles = [str(records[i]["title"]) for i in titled]
     keep = [i for i, a in enumerate(anchors) if a not in set(titles)]
-    texts = items + titles + [anchors[i] for i in keep]
-    goals = np.concatenate([targets, targets[titled], anchor_vectors[keep]])
-    print(f"[static] fitting the table on {len(items)} item texts, {len(titles)} titles and {len(keep)} query-like "
-          f"texts: {config.static_fit.as_dict()}")
+    held = list(config.static_general_texts)
+    texts = items + titles + [anchors[i] for i in keep] + held
+    goals = np.concatenate([targets, targets[titled], anchor_vectors[keep], *([general.encode(held)] if held else [])])
+    print(f"[static] fitting the table on {len(items)} item texts, {len(titles)} titles, {len(keep)} query-like "
+          f"texts and {len(held)} general texts: {config.static_fit.as_dict()}")
     fitted, losses = fit_static(rows, token_ids(tokenizer_path, texts, STATIC_MAX_TOKENS), goals, config.static_fit,
                                 name="static", progress=progress)
     np.save(config.work / STATIC_ROWS, fitted)
@@ -404,6 +408,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
         "fit": config.static_fit.as_dict(),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
         "query_like_texts": len(anchors),
+        "general_texts": len(held),
         "valid": {"general": _valid_quality(text_vectors, split, window),
                   "targets": _valid_quality(targets, split, window),
                   "fitted": _valid_quality(item_vectors, split, window)},
