@@ -36,6 +36,7 @@ def test_a_static_base_is_fitted_checked_and_bundled(tmp_path: Path) -> None:
         work=tmp_path / "work", out=tmp_path / "bundle", name="tiny-static", validation_items=60, timing_rounds=5,
         targets=TargetConfig(window=4, epochs=2, batch_size=64, learning_rate=0.05), anchors=20,
         static_base=base, static_fit=StaticFitConfig(epochs=5, batch_size=32, learning_rate=1e-2),
+        static_general_texts=("a haunted house on a hill", "the king of the sea"),
         catalog_provenance={"source": "synthetic test catalogue"},
     )
     run_all(teacher, records, tiny_split(records), config)
@@ -43,6 +44,7 @@ def test_a_static_base_is_fitted_checked_and_bundled(tmp_path: Path) -> None:
     import json
 
     report = json.loads((config.work / "static.json").read_text())
+    assert report["general_texts"] == 2
     targets = np.load(config.work / "targets.npy")
     from edgerec.items import item_text
 
