@@ -62,6 +62,15 @@ def encode(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 1
     return np.concatenate(rows).astype(np.float32)
 
 
+def target_loss(vectors: Any, goal: Any, own: Any, temperature: float) -> tuple[Any, Any]:
+    """(loss, mean 1 - cosine): each unit vector toward its own row of ``goal`` (rows ``own``), plus a
+    softmax over every row so that it is closer to its own than to any other."""
+    import torch
+
+    cosine = (1.0 - (vectors * goal[own]).sum(-1)).mean()
+    return cosine + torch.nn.functional.cross_entropy(vectors @ goal.T / temperature, own), cosine
+
+
 def fit(model: Any, tokenizer: Any, texts: Sequence[str], targets: np.ndarray, config: FitConfig,
         *, name: str = "fit", progress: Progress | None = None) -> list[float]:
     """Train ``model`` in place so that each text's vector points at its target row.
@@ -98,8 +107,7 @@ def fit(model: Any, tokenizer: Any, texts: Sequence[str], targets: np.ndarray, c
                               max_length=config.max_length, return_tensors="pt")
             vectors = mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
             own = torch.from_numpy(rows)
-            cosine = (1.0 - (vectors * goal[own]).sum(-1)).mean()
-            loss = cosine + torch.nn.functional.cross_entropy(vectors @ goal.T / config.temperature, own)
+            loss, cosine = target_loss(vectors, goal, own, config.temperature)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -370,7 +370,8 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     # exactly a title gives way to it).
     titled = [i for i, r in enumerate(records) if str(r.get("title", "")).strip()]
     titles = [str(records[i]["title"]) for i in titled]
-    keep = [i for i, a in enumerate(anchors) if a not in set(titles)]
+    title_set = set(titles)
+    keep = [i for i, a in enumerate(anchors) if a not in title_set]
     held = list(config.static_general_texts)
     texts = items + titles + [anchors[i] for i in keep] + held
     goals = np.concatenate([targets, targets[titled], anchor_vectors[keep], *([general.encode(held)] if held else [])])

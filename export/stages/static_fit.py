@@ -1,7 +1,7 @@
 """A static table (one row per token, a text is the mean of its tokens' rows) in torch, and fitting it
 to chosen vectors.
 
-The loss is fit.py's: 1 - cosine to the text's own target, plus a softmax over all targets, so that
+The loss is fit.py's (target_loss): 1 - cosine to the text's own target, plus a softmax over all targets, so that
 each text is closer to its own target than to any other's (neighbours are what a recommender
 returns). Only the rows of tokens the texts use move; every other word keeps what the general
 student learnt, which is what lets a fine-tuned table still read a user's descriptive query.
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from .fit import target_loss
 
 Progress = Callable[[str, int, int], None]
 
@@ -88,8 +90,7 @@ def fit_static(rows: np.ndarray, ids: Sequence[Sequence[int]], targets: np.ndarr
             values, offsets = flat(ids, chunk)
             vectors = F.normalize(bag(values, offsets), dim=-1)
             own = torch.from_numpy(chunk)
-            cosine = (1.0 - (vectors * goal[own]).sum(-1)).mean()
-            loss = cosine + F.cross_entropy(vectors @ goal.T / config.temperature, own)
+            loss, cosine = target_loss(vectors, goal, own, config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
