@@ -17,7 +17,8 @@ import click
 from . import __version__
 from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
-from .recommender import BUNDLE_ENV, DEFAULT_THREADS, Recommendation, Recommender, resolve_bundle_path
+from .recommender import (BUNDLE_ENV, DEFAULT_THREADS, Recommendation, Recommender, default_model_path,
+                          resolve_bundle_path)
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
 # Line separators would break a one-line message; bidi overrides can make a terminal show text reordered.
@@ -170,7 +171,10 @@ def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool,
 @bundle_option
 def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
           threads: int | None, ef: int | None, bundle: str | None) -> None:
-    """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv) with the encoder of --bundle."""
+    """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv).
+
+    The encoder comes from --bundle (a bundle or a model); without it, from the general encoder shipped
+    with edgerec (not the default MovieLens bundle, whose encoder is fitted to films)."""
     from .bundle.home import is_home
     from .tools.progress import StageProgress
     from .update.build import build_from_catalog
@@ -187,7 +191,7 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
         return
     with StageProgress() as progress:
         manifest = build_from_catalog(
-            catalog, out, base=resolve_bundle_path(bundle), text_fields=fields, id_field=id_field,
+            catalog, out, base=bundle if bundle is not None else default_model_path(), text_fields=fields, id_field=id_field,
             name=name, threads=threads, ef=ef, overwrite=force, progress=progress,
         )
     click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
@@ -251,11 +255,11 @@ def remove(item_ids: Sequence[str], threads: int | None, bundle: str | None) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and providers as JSON.")
 @bundle_option
 def info(as_json: bool, bundle: str | None) -> None:
-    """What the bundle is: files, model, index, provenance figures, available providers."""
+    """What the bundle (or model) is: files, model, index, provenance figures, available providers."""
     from .bundle.reader import open_bundle
     from .encoder import available_providers
 
-    opened = open_bundle(resolve_bundle_path(bundle))
+    opened = open_bundle(resolve_bundle_path(bundle), model_ok=True)
     manifest = opened.manifest
     providers = available_providers()
     if as_json:
@@ -264,14 +268,18 @@ def info(as_json: bool, bundle: str | None) -> None:
         click.echo(json.dumps({"path": str(opened.root), **home, "manifest": body, "providers": providers}))
         return
     lines = [
-        f"bundle      {safe(manifest.name)}  ({safe(opened.root)})",
+        f"{'model' if manifest.is_model else 'bundle':<12}{safe(manifest.name)}  ({safe(opened.root)})",
         *([f"home        {safe(opened.home)}  (version {opened.version})"] if opened.home else []),
         f"format      {manifest.format} v{manifest.schema_version}",
-        f"items       {manifest.items.count}  (text: {', '.join(manifest.items.text_fields)})",
+        *([] if manifest.items is None else
+          [f"items       {manifest.items.count}  (text: {', '.join(manifest.items.text_fields)})"]),
         f"encoder     dim {manifest.encoder.dim}, {manifest.encoder.pooling} pooling, "
         f"max {manifest.encoder.max_length} tokens, inputs {', '.join(manifest.encoder.inputs)}",
-        f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
-        f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}",
+        *([] if manifest.index is None else
+          [f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
+           f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}"]),
+        *([f"lexical     BM25 (k1 {manifest.lexical.k1}, b {manifest.lexical.b}) fused with weight "
+           f"{manifest.lexical.weight}"] if manifest.lexical else []),
         *([f"descriptions {manifest.descriptions.model.dim}-d model; it takes part when a query's top-10 "
             f"margin < {manifest.descriptions.max_margin} and its top title holds < "
             f"{manifest.descriptions.min_title_cover:.2f} of its words (weight {manifest.descriptions.weight})"]

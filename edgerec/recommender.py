@@ -19,6 +19,7 @@ from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError, UnknownItemError
 from .index import ItemIndex
 from .items import ItemTable
+from .lexical import LEXICAL_POOL, LexicalIndex, WordSplitter, fuse
 from .user import user_vector
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
@@ -48,11 +49,20 @@ class Recommendation:
 
 def default_bundle_path() -> Path:
     """The bundle shipped in the wheel (or, in a source checkout, artifacts/default)."""
+    return _shipped("_bundle", "default")
+
+
+def default_model_path() -> Path:
+    """The general encoder shipped in the wheel (or artifacts/general): what `edgerec build` starts from."""
+    return _shipped("_model", "general")
+
+
+def _shipped(in_wheel: str, in_checkout: str) -> Path:
     here = Path(__file__).resolve().parent
-    shipped = here / "_bundle"
+    shipped = here / in_wheel
     if (shipped / "manifest.json").is_file():
         return shipped
-    return here.parent / "artifacts" / "default"
+    return here.parent / "artifacts" / in_checkout
 
 
 def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:
@@ -75,12 +85,13 @@ class Recommender:
     _load_options: tuple[int | None, str, int | None] = (DEFAULT_THREADS, "cpu", None)
 
     def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable,
-                 descriptions: DescriptionModel | None = None) -> None:
+                 descriptions: DescriptionModel | None = None, lexical: LexicalIndex | None = None) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.index = index
         self.items = items
         self.descriptions = descriptions  # for descriptive queries, when the bundle has one (edgerec.descriptions)
+        self.lexical = lexical  # BM25 fused into text queries, when the bundle has it (edgerec.lexical)
 
     @classmethod
     def load(
@@ -113,7 +124,11 @@ class Recommender:
                 bundle.path("encoder"), bundle.path("tokenizer"), manifest.encoder, threads=threads, device=device
             )
         descriptions = DescriptionModel.of_bundle(bundle, threads=threads, device=device, encoder=encoder)
-        recommender = cls(bundle, encoder, index, items, descriptions)
+        lexical = None
+        if manifest.lexical is not None:
+            lexical = LexicalIndex.from_bytes(bundle.path("lexical").read_bytes(), WordSplitter(encoder.tokenizer),
+                                              size=len(items), name=str(bundle.path("lexical")))
+        recommender = cls(bundle, encoder, index, items, descriptions, lexical)
         recommender._load_options = (threads, device, ef)
         return recommender
 
@@ -182,14 +197,22 @@ class Recommender:
         return self._answer(clean_text(text), 1, use_descriptions=True)[2]
 
     def _answer(self, text: str, k: int, *, use_descriptions: bool) -> tuple[np.ndarray, np.ndarray, str]:
-        """The query path: encode, search, and (when the description model joins) search again."""
+        """The query path: encode, search, (when the description model joins) search again, and (when the
+        bundle has BM25 postings) fuse the lexical scores in."""
         model = self.descriptions if use_descriptions else None
         vector = self.encoder.encode_one(text)
         labels, scores = self.index.search(vector, k if model is None else model.probe_size(k, len(self.items)))
         refined = None if model is None else model.refine(text, vector, scores, self._top_record(labels))
-        if refined is None:
-            return labels[:k], scores[:k], "encoder"
-        return *self.index.search(refined, k), "blend"
+        reading = "encoder"
+        if refined is not None:
+            vector, reading = refined, "blend"
+            labels, scores = self.index.search(vector, k)
+        if self.lexical is None or self.bundle.manifest.lexical is None:
+            return labels[:k], scores[:k], reading
+        found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL))
+        fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
+                     self.bundle.manifest.lexical.weight, k)
+        return *fused, reading
 
     def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:
         return self.items.records[int(labels[0])] if len(labels) else {}

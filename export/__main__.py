@@ -10,6 +10,7 @@
     python -m export corpus     # English text to distil a general encoder on -> export/work/corpus/train.txt.gz
     python -m export teacher    # a teacher's reading of that text, in resumable shards -> export/work/teacher-NAME/
     python -m export student    # a small encoder trained on the teacher's shards -> export/work/students/
+    python -m export general    # the static student as the model `edgerec build` starts from -> artifacts/general
     python -m export encoders   # candidate text encoders: tasks, latency, size -> results/encoders.{md,json,svg}
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
@@ -34,7 +35,7 @@ import sys
 from pathlib import Path
 
 STAGES = ("all", "finetune", "distil", "static", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
-          "corpus", "teacher", "student", "encoders")
+          "corpus", "teacher", "student", "general", "encoders")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return _teacher(args.work, args.teacher or "mpnet", args.seconds)
     if args.stage == "student":
         return _student(args)
+    if args.stage == "general":
+        return _general(args)
     if args.stage == "encoders":
         return _encoders(args, sys.argv[1:] if argv is None else list(argv))
 
@@ -278,6 +281,27 @@ def _student(args: argparse.Namespace) -> int:
     state = "finished" if report["finished"] else f"stopped at step {report['step']:,} of {report['steps']:,} (rerun to go on)"
     print(f"student {config.name}: {state}; validation cosine by epoch: "
           f"{', '.join(str(h['valid_cosine']) for h in report['history'])}")
+    return 0
+
+
+def _general(args: argparse.Namespace) -> int:
+    """`general`: the trained static student written as edgerec's general model (no MovieLens, no torch)."""
+    from .stages.general_model import check_texts, stage_general
+    from .stages.validate import ValidationFailed
+
+    student = args.work / "students" / "minilm-L0" / "model"
+    corpus = args.work / "corpus" / "train.txt.gz"
+    for needed, how in ((student / "rows.f16.npy", "python -m export student --layers 0"),
+                        (corpus, "python -m export corpus")):
+        if not needed.is_file():
+            print(f"export: {needed}: missing; run `{how}` first", file=sys.stderr)
+            return 2
+    out = args.out if args.out != Path("artifacts/default") else Path("artifacts/general")
+    try:
+        stage_general(student, out, args.work / "general", texts=check_texts(corpus))
+    except ValidationFailed as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -180,7 +180,7 @@ DAMAGE = [
     (symlink_inside, IntegrityError, "symbolic link"),
     (hard_link, IntegrityError, "hard links"),
     (edit_manifest(dotdot_path), ManifestError, "file path '../items.jsonl'"),
-    (edit_manifest(lambda body: body.pop("index")), ManifestError, "missing field 'index'"),
+    (edit_manifest(lambda body: body.pop("index")), ManifestError, "index and items come together"),
     (manifest_symlink, IntegrityError, "symbolic link"),
     (manifest_not_utf8, ManifestError, "not UTF-8"),
     (manifest_not_json, ManifestError, "not valid JSON"),

@@ -229,7 +229,7 @@ def _edited(bundle: Path, edit) -> str:
     (lambda b: b["descriptions"].update(min_title_cover=True), "descriptions.min_title_cover must be a number"),
     (lambda b: b["descriptions"].update(weight=-1), "descriptions.weight must be a number"),
     (lambda b: b["descriptions"].update(colour="blue"), "unknown fields in descriptions: ['colour']"),
-    (lambda b: b.update(schema_version=1), "a bundle with a description model is version 3"),
+    (lambda b: b.update(schema_version=1), "does not fit the content, which is version 3"),
     (lambda b: b.update(schema_version=2), "schema_version 2 is not supported"),
 ])
 def test_bad_descriptions_section_is_refused(described_bundle: Path, edit, fragment: str) -> None:

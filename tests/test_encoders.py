@@ -19,7 +19,7 @@ from export.measure.encoders import (ANCHOR, Candidate, EncodersConfig, cached_v
                                      chosen_names, measure_speed, query_set, quality, run_encoders)
 from export.measure.plots import Axis, Point, Region, Series, svg_chart
 from export.measure.text_tasks import TaskSuite, TextTask, score, score_matrix, subsample
-from export.stages.lexical import Bm25, WordSplitter, rank_positions, reciprocal_rank_fusion
+from export.measure.fusion import rank_positions, reciprocal_rank_fusion
 from export.stages.sources import TeacherFacts
 from export.stages.static_embed import (StaticEncoder, distilled_table, principal_directions, project_rows,
                                         teacher_rows, vocabulary_words, zipf_sif_weights)
@@ -246,22 +246,6 @@ def test_a_subsample_keeps_one_answer_per_query() -> None:
 
 # --- BM25 and fusion ---------------------------------------------------------------------
 
-def test_bm25_matches_the_formula_by_hand(tmp_path: Path) -> None:
-    split = WordSplitter(make_tokenizer(tmp_path / "tok.json"))
-    assert split("The River, the STONE!") == ["the", "river", "the", "stone"]  # punctuation dropped
-    docs = ["river stone river", "stone garden", "violin"]
-    index = Bm25(docs, split)
-    mean = 2.0  # document lengths 3, 2, 1
-
-    def weight(tf: int, df: int, length: int) -> float:
-        idf = np.log(1 + (3 - df + 0.5) / (df + 0.5))
-        return idf * tf * 2.2 / (tf + 1.2 * (1 - 0.75 + 0.75 * length / mean))
-    expected = [weight(2, 1, 3) + weight(1, 2, 3), weight(1, 2, 2), 0.0]
-    assert index.scores("river stone") == pytest.approx(np.array(expected, dtype=np.float32), rel=1e-5)
-    assert index.matrix(["violin", "nothing here"]).shape == (2, 3)
-    assert index.scores("nothing here").sum() == 0 and index.nbytes > 0
-
-
 def test_reciprocal_rank_fusion_counts_only_what_bm25_retrieved() -> None:
     dense = np.array([[0.9, 0.5, 0.1, 0.3]])
     lexical = np.array([[0.0, 2.0, 0.0, 1.0]])
@@ -274,7 +258,7 @@ def test_reciprocal_rank_fusion_counts_only_what_bm25_retrieved() -> None:
 
 
 def test_score_fusion_scales_bm25_by_the_querys_best_score() -> None:
-    from export.stages.lexical import score_fusion
+    from export.measure.fusion import score_fusion
 
     dense = np.array([[0.9, 0.5, 0.1], [0.2, 0.4, 0.3]])
     lexical = np.array([[0.0, 8.0, 4.0], [0.0, 0.0, 0.0]])  # the second query shares no word with any document
@@ -399,7 +383,7 @@ def test_a_region_is_drawn_and_kept_in_view() -> None:
 
 
 def test_the_encoders_modules_need_no_torch() -> None:
-    script = ("import sys, export.measure.encoders, export.stages.static_embed, export.stages.lexical\n"
+    script = ("import sys, export.measure.encoders, export.stages.static_embed, export.measure.fusion\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', "
               "'sentence_transformers')))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -126,8 +126,8 @@ REFUSALS = [
     # (dotted field, new value or DELETE, fragment the message must contain)
     ("format", "other-bundle", "format must be 'edgerec-bundle'"),
     ("format", DELETE, "format must be 'edgerec-bundle'"),
-    ("schema_version", 4, "schema_version 4 is not supported"),
-    ("schema_version", 3, "a bundle without a description model is version 1"),
+    ("schema_version", 5, "schema_version 5 is not supported"),
+    ("schema_version", 3, "does not fit the content, which is version 1"),
     ("schema_version", DELETE, "schema_version None is not supported"),
     ("colour", "blue", "unknown fields ['colour']"),
     ("encoder.colour", "blue", "unknown fields in encoder: ['colour']"),

@@ -23,11 +23,14 @@ SCHEMA_VERSION = 1  # what a bundle without a description model is written as, s
 # A description model needs a reader that knows it: older ones say "upgrade edgerec". Version 2
 # (a genre head in its place) was never released, and no longer read.
 DESCRIPTIONS_SCHEMA_VERSION = 3
-READABLE_VERSIONS = (SCHEMA_VERSION, DESCRIPTIONS_SCHEMA_VERSION)
+# A lexical index (edgerec.lexical), or a model with no items (what `edgerec build` starts from).
+LEXICAL_SCHEMA_VERSION = 4
+READABLE_VERSIONS = (SCHEMA_VERSION, DESCRIPTIONS_SCHEMA_VERSION, LEXICAL_SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 
-# Roles every bundle has; the reader refuses a manifest missing one.
+# Roles every bundle has; the reader refuses a manifest missing one. A model has only the first two.
 REQUIRED_FILES = ("encoder", "tokenizer", "index", "items")
+MODEL_FILES = ("encoder", "tokenizer")
 # Canonical file names a writer uses for each role.
 FILE_NAMES = {
     "encoder": "encoder.onnx",
@@ -37,6 +40,7 @@ FILE_NAMES = {
     "notice": "NOTICE",
     "descriptions": "descriptions.onnx",
     "descriptions_tokenizer": "descriptions-tokenizer.json",  # when the description model has its own
+    "lexical": "lexical.npz",
 }
 POOLINGS = ("mean", "cls")
 SPACES = ("ip", "cosine", "l2")
@@ -197,17 +201,40 @@ class DescriptionSpec:
 
 
 @dataclass(frozen=True)
+class LexicalSpec:
+    """BM25 over the items' words, fused with the encoder's cosine (edgerec.lexical): the query's score of
+    an item is cosine + ``weight`` x its BM25 / the query's best BM25. ``k1`` and ``b``: BM25's, as the
+    postings (files.lexical) were weighed with. The setting belongs to the encoder (chosen for it); each
+    bundle built with that encoder gets postings of its own items."""
+
+    weight: float
+    k1: float = 1.2
+    b: float = 0.75
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("weight", 0.0, 10.0), ("k1", 0.0, 10.0), ("b", 0.0, 1.0)):
+            value = getattr(self, name)
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                     and low <= value <= high, f"lexical.{name} must be a number in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """Everything a reader needs to verify and open a bundle."""
+    """Everything a reader needs to verify and open a bundle.
+
+    A manifest without ``index`` and ``items`` is a model: an encoder and its tokenizer (and the lexical
+    setting that goes with it) that bundles are built from (`edgerec build`), answering no query itself.
+    """
 
     name: str
     files: Mapping[str, FileEntry]
     encoder: EncoderSpec
-    index: IndexSpec
-    items: ItemsSpec
+    index: IndexSpec | None
+    items: ItemsSpec | None
     user: UserSpec = field(default_factory=UserSpec)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     descriptions: DescriptionSpec | None = None
+    lexical: LexicalSpec | None = None
     format: str = FORMAT
     schema_version: int | None = None  # None: the lowest version that holds this content
 
@@ -215,15 +242,23 @@ class Manifest:
         _require(self.format == FORMAT, f"format must be {FORMAT!r}, got {self.format!r}")
         if self.schema_version is not None:
             _check_version(self.schema_version)
-        missing = [role for role in REQUIRED_FILES if role not in self.files]
+        _require((self.index is None) == (self.items is None), "index and items come together; one is missing")
+        missing = [role for role in (MODEL_FILES if self.is_model else REQUIRED_FILES) if role not in self.files]
         _require(not missing, f"files lacks {missing}")
         paths = [entry.path for entry in self.files.values()]
         _require(len(set(paths)) == len(paths), f"two roles share one file: {sorted(paths)}")
         _require(MANIFEST_NAME not in paths, f"{MANIFEST_NAME} cannot list itself")
-        _require(self.encoder.dim == self.index.dim,
-                 f"encoder.dim {self.encoder.dim} differs from index.dim {self.index.dim}")
-        _require(self.items.count == self.index.count,
-                 f"items.count {self.items.count} differs from index.count {self.index.count}")
+        if self.is_model:
+            extra = sorted(set(self.files) - set(MODEL_FILES) - {"notice"})
+            _require(not extra, f"a model (no index, no items) holds only {MODEL_FILES} and a notice, not {extra}")
+            _require(self.descriptions is None, "a model (no index, no items) has no description model")
+        else:
+            _require(self.encoder.dim == self.index.dim,
+                     f"encoder.dim {self.encoder.dim} differs from index.dim {self.index.dim}")
+            _require(self.items.count == self.index.count,
+                     f"items.count {self.items.count} differs from index.count {self.index.count}")
+            _require(("lexical" in self.files) == (self.lexical is not None),
+                     "files.lexical and the lexical section come together; one is missing")
         _require(("descriptions" in self.files) == (self.descriptions is not None),
                  "files.descriptions and the descriptions section come together; one is missing")
         _require("descriptions_tokenizer" not in self.files or self.descriptions is not None,
@@ -238,12 +273,23 @@ class Manifest:
                      f"{self.encoder.vocab_size} (the two share one tokenizer)")
             _require(self.descriptions.title_field in self.items.columns,
                      f"descriptions.title_field {self.descriptions.title_field!r} is not among items.columns")
-        needed = SCHEMA_VERSION if self.descriptions is None else DESCRIPTIONS_SCHEMA_VERSION
+        needed = self.needed_version()
         if self.schema_version is None:
             object.__setattr__(self, "schema_version", needed)
         _require(self.schema_version == needed,
-                 f"schema_version {self.schema_version} does not fit the content: a bundle "
-                 f"{'with' if self.descriptions else 'without'} a description model is version {needed}; rebuild the bundle")
+                 f"schema_version {self.schema_version} does not fit the content, which is version {needed}; "
+                 "rebuild the bundle")
+
+    @property
+    def is_model(self) -> bool:
+        """A model: an encoder to build bundles from, with no items of its own."""
+        return self.index is None
+
+    def needed_version(self) -> int:
+        """The lowest schema version that holds this content, so older readers open what they can."""
+        if self.is_model or self.lexical is not None:
+            return LEXICAL_SCHEMA_VERSION
+        return SCHEMA_VERSION if self.descriptions is None else DESCRIPTIONS_SCHEMA_VERSION
 
     # -- one writer -------------------------------------------------------
     def to_json(self) -> str:
@@ -253,13 +299,14 @@ class Manifest:
             "name": self.name,
             "files": {role: asdict(entry) for role, entry in sorted(self.files.items())},
             "encoder": asdict(self.encoder),
-            "index": asdict(self.index),
-            "items": asdict(self.items),
+            **({} if self.is_model else {"index": asdict(self.index), "items": asdict(self.items)}),
             "user": asdict(self.user),
             "provenance": dict(self.provenance),
         }
         if self.descriptions is not None:  # absent, not null: a bundle without one stays readable by version-1 readers
             body["descriptions"] = asdict(self.descriptions)
+        if self.lexical is not None:
+            body["lexical"] = asdict(self.lexical)
         body["checksum"] = _checksum(body)
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
@@ -273,7 +320,7 @@ class Manifest:
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
         keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance",
-                "descriptions", "checksum"}
+                "descriptions", "lexical", "checksum"}
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
         if "checksum" in raw:
@@ -291,11 +338,12 @@ class Manifest:
                 name=_str(raw["name"], "name"),
                 files={str(role): FileEntry(**_obj(entry, f"files.{role}")) for role, entry in files.items()},
                 encoder=_build(EncoderSpec, raw["encoder"], "encoder", tuples=("inputs",)),
-                index=_build(IndexSpec, raw["index"], "index"),
-                items=_build(ItemsSpec, raw["items"], "items", tuples=("text_fields", "columns")),
+                index=_build(IndexSpec, raw["index"], "index") if "index" in raw else None,
+                items=_build(ItemsSpec, raw["items"], "items", tuples=("text_fields", "columns")) if "items" in raw else None,
                 user=_build(UserSpec, raw.get("user", {}), "user"),
                 provenance=_obj(raw.get("provenance", {}), "provenance"),
                 descriptions=_description_spec(raw["descriptions"]) if "descriptions" in raw else None,
+                lexical=_build(LexicalSpec, raw["lexical"], "lexical") if "lexical" in raw else None,
                 schema_version=raw["schema_version"],
             )
         except KeyError as exc:

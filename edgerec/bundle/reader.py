@@ -51,11 +51,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True) -> Bundle:
+def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True, model_ok: bool = False) -> Bundle:
     """Read the manifest of ``root`` and verify every file it lists.
 
     ``root`` may also be a bundle home: then the version its ``current``
     pointer names is opened (``follow_home=False`` refuses homes).
+    A model (an encoder with no items, see Manifest) is refused unless ``model_ok``:
+    it can encode and build bundles, not answer queries.
     """
     root = Path(root)
     if not root.exists():
@@ -74,6 +76,9 @@ def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True) -> Bu
     except UnicodeDecodeError:
         raise ManifestError(f"{manifest_path}: not UTF-8 text; rebuild the bundle") from None
     manifest = Manifest.from_json(text)
+    if manifest.is_model and not model_ok:
+        raise BundleError(f"{root}: a model with no items; it answers no queries. Build a bundle from it: "
+                          f"edgerec build CATALOG --out DIR --bundle {root}")
     for role, entry in manifest.files.items():
         _verify_file(root, role, entry)
     return Bundle(root=root, manifest=manifest)

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..errors import BundleError, IntegrityError, WriteError
 from .faults import fault_point
-from .manifest import FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec, Manifest, UserSpec
+from .manifest import (FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec,
+                       LexicalSpec, Manifest, UserSpec)
 from .reader import CHUNK_BYTES, sha256_of
 
 
@@ -95,12 +96,15 @@ class BundleWriter:
         *,
         name: str,
         encoder: EncoderSpec,
-        index: IndexSpec,
-        items: ItemsSpec,
+        index: IndexSpec | None,
+        items: ItemsSpec | None,
         provenance: Mapping[str, Any],
         user: UserSpec = UserSpec(),
         descriptions: DescriptionSpec | None = None,
+        lexical: LexicalSpec | None = None,
     ) -> Manifest:
+        """Write the manifest of the files written and publish the bundle (``index`` and ``items`` None:
+        a model, see Manifest)."""
         files = {}
         for role, file_name in FILE_NAMES.items():
             path = self.staging / file_name
@@ -114,7 +118,7 @@ class BundleWriter:
                 continue
             files[role] = FileEntry(path=file_name, size=size, sha256=digest)
         manifest = Manifest(name=name, files=files, encoder=encoder, index=index, items=items, user=user,
-                            provenance=provenance, descriptions=descriptions)
+                            provenance=provenance, descriptions=descriptions, lexical=lexical)
         manifest_path = self.staging / MANIFEST_NAME
         data = manifest.to_json().encode("utf-8")
         _check_landed(manifest_path, *write_new_file(manifest_path, [data]))

@@ -23,18 +23,22 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .. import __version__
 from ..bundle.hnsw_file import IndexFile, check_index_layout, validate_index_file
-from ..bundle.manifest import EncoderSpec, ItemsSpec, Manifest, UserSpec
+from ..bundle.manifest import EncoderSpec, ItemsSpec, LexicalSpec, Manifest, UserSpec
 from ..bundle.reader import Bundle, open_bundle
 from ..bundle.writer import BundleWriter
 from ..encoder import TextEncoder
 from ..errors import BundleError, CatalogError, WriteError
 from ..index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex
 from ..items import ItemTable, item_text, jsonl_bytes
+from ..lexical import LexicalBuilder, WordSplitter
 from .catalog import CatalogFile, survey_catalog, text_fields_among
 from .updated_items import UpdatedItems
 
 # progress(stage, done, total): called as work advances.
 Progress = Callable[[str, int, int], None]
+# The text fields a build from a model (no catalogue of its own to copy them from) looks for, in this order.
+COMMON_TEXT_FIELDS = ("title", "name", "text", "description", "summary", "genres", "tags", "keywords",
+                      "category", "categories")
 # Items encoded, indexed and written at a time: a few MB of records, texts and vectors.
 BUILD_CHUNK = 4096
 
@@ -49,11 +53,19 @@ class ModelFiles:
     notice: Path | None = None
     # The verified bundle the files come from, if any: they must still hash to what its manifest says.
     source: Bundle | None = None
+    # The lexical setting chosen for this encoder (edgerec.lexical); each bundle gets postings of its own items.
+    lexical: LexicalSpec | None = None
 
     @classmethod
     def of_bundle(cls, bundle: Bundle) -> ModelFiles:
         notice = bundle.path("notice") if "notice" in bundle.manifest.files else None
-        return cls(bundle.path("encoder"), bundle.path("tokenizer"), bundle.manifest.encoder, notice, bundle)
+        return cls(bundle.path("encoder"), bundle.path("tokenizer"), bundle.manifest.encoder, notice, bundle,
+                   bundle.manifest.lexical)
+
+    def lexical_builder(self) -> LexicalBuilder | None:
+        if self.lexical is None:
+            return None
+        return LexicalBuilder(WordSplitter.from_file(self.tokenizer), k1=self.lexical.k1, b=self.lexical.b)
 
     def copy_into(self, writer: BundleWriter) -> None:
         for role, path in (("encoder", self.encoder), ("tokenizer", self.tokenizer), ("notice", self.notice)):
@@ -141,6 +153,7 @@ def write_streamed_bundle(
     """
     encoder = TextEncoder(model.encoder, model.tokenizer, model.spec, threads=threads)
     model.copy_into(writer)
+    lexical = model.lexical_builder()
     builder = IndexBuilder(count, model.spec.dim, m=m, ef_construction=ef_construction, ef=ef, threads=threads or 0)
     encode_seconds = index_seconds = 0.0
     encoded = 0
@@ -157,6 +170,8 @@ def write_streamed_bundle(
                 raise CatalogError(f"more than the {count} items counted before encoding; "
                                    "the catalogue changed during the build: build again")
             texts = [item_text(record, text_fields) for record in chunk]
+            if lexical is not None:
+                lexical.add(texts)
             started = time.perf_counter()
             # encode() sorts each slice of texts by length before batching, so batches carry little padding.
             vectors = encoder.encode(texts, batch_size=batch_size, progress=advance)
@@ -179,9 +194,11 @@ def write_streamed_bundle(
     }
     spec = index.spec
     write_index(writer, index)  # frees the graph: ``index`` was the last reference
+    if lexical is not None:
+        writer.write("lexical", [lexical.finish().to_bytes()])
     items_spec = ItemsSpec(count=count, id_field=id_field, text_fields=tuple(text_fields), columns=tuple(columns))
     return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
-                         provenance={**provenance, "build": build_facts})
+                         provenance={**provenance, "build": build_facts}, lexical=model.lexical)
 
 
 def write_bundle_files(
@@ -213,10 +230,15 @@ def write_bundle_files(
     spec = index.spec
     write_index(writer, index)
     writer.write("items", table.serialized())
+    lexical = model.lexical_builder()
+    if lexical is not None:  # BM25's weights depend on every item: written anew for each version
+        records = table.iter_records() if isinstance(table, UpdatedItems) else table.records
+        lexical.add(item_text(record, text_fields) for record in records)
+        writer.write("lexical", [lexical.finish().to_bytes()])
     items_spec = ItemsSpec(count=len(table), id_field=table.id_field, text_fields=tuple(text_fields),
                            columns=table.columns())
     return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
-                         provenance=provenance, descriptions=descriptions)
+                         provenance=provenance, descriptions=descriptions, lexical=model.lexical)
 
 
 def write_index(writer: BundleWriter, index: ItemIndex | IndexFile) -> None:
@@ -277,14 +299,15 @@ def build_from_catalog(
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
 ) -> Manifest:
-    """A new bundle for the items in ``catalog``, using the encoder of the bundle ``base``.
+    """A new bundle for the items in ``catalog``, using the encoder of ``base`` (a bundle or a model).
 
     Streams: the catalogue is checked in a first pass (nothing is encoded
     before every line is known to be good), then encoded in chunks.
     """
-    source = open_bundle(base)
+    source = open_bundle(base, model_ok=True)
     catalog_file = CatalogFile(catalog, id_field=id_field)
-    preferred = text_fields or source.manifest.items.text_fields
+    items = source.manifest.items
+    preferred = text_fields or (items.text_fields if items is not None else COMMON_TEXT_FIELDS)
     lines = catalog_file.count_lines()
     survey = survey_catalog(catalog_file, preferred,
                             progress=None if progress is None else lambda line: progress("checking", min(line, lines), lines))

@@ -393,7 +393,7 @@ def _copy_bundle(bundle: Bundle, out: Path) -> Any:
                 writer.copy_in(role, bundle.path(role), sha256=entry.sha256)
         return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
                              items=manifest.items, user=manifest.user, provenance=manifest.provenance,
-                             descriptions=manifest.descriptions)
+                             descriptions=manifest.descriptions, lexical=manifest.lexical)
 
 
 def _rename_id(record: Mapping[str, Any], catalog_field: str, bundle_field: str) -> dict[str, Any]:

@@ -33,6 +33,11 @@ class UpdatedItems:
                 seen.update(dict.fromkeys(row))
         return tuple(seen)
 
+    def iter_records(self) -> Iterator[Mapping[str, Any]]:
+        """Every record in label order, old ones parsed (for what must read them all: BM25's postings)."""
+        for row in self._rows:
+            yield self._old[row] if isinstance(row, int) else row
+
     def serialized(self, lines_per_chunk: int = 1024) -> Iterator[bytes]:
         """The items file, as ``ItemTable.serialized`` gives it: runs of consecutive old lines are read
         with one pread each, new records are serialised."""

@@ -18,11 +18,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgerec.encoder import clean_text
+from edgerec.lexical import LexicalIndex, WordSplitter
 from edgerec.tools.timing import package_versions
 
 from ..stages import static_embed
-from ..stages.lexical import FUSION_WEIGHT, Bm25, WordSplitter, reciprocal_rank_fusion, score_fusion
+from ..stages.general_model import FUSION_WEIGHT
 from ..stages.sources import TeacherFacts
+from .fusion import bm25_matrix, reciprocal_rank_fusion, score_fusion
 from .peer_client import top_k
 from .text_tasks import Encoder, ScoreMatrix
 
@@ -259,18 +261,18 @@ def _static(ctx: Context, teacher: str, suffix: str) -> Candidate:
 
 
 def _splitter(ctx: Context) -> WordSplitter:
-    return ctx.once("word-splitter", lambda: WordSplitter(ctx.tokenizer))
+    return ctx.once("word-splitter", lambda: WordSplitter.from_file(ctx.tokenizer))
 
 
 def _bm25_matrix(ctx: Context) -> ScoreMatrix:
     splitter = _splitter(ctx)
-    return lambda queries, documents: Bm25(documents, splitter).matrix(queries)
+    return lambda queries, documents: bm25_matrix(LexicalIndex.build(documents, splitter), queries)
 
 
-def _catalogue_bm25(ctx: Context) -> Bm25:
-    def make() -> Bm25:
+def _catalogue_bm25(ctx: Context) -> LexicalIndex:
+    def make() -> LexicalIndex:
         started = time.perf_counter()
-        index = Bm25(ctx.catalogue, _splitter(ctx))
+        index = LexicalIndex.build(ctx.catalogue, _splitter(ctx))
         ctx.shared["catalogue-bm25-seconds"] = time.perf_counter() - started
         return index
     return ctx.once("catalogue-bm25", make)
@@ -293,7 +295,7 @@ def _bm25(ctx: Context) -> Candidate:
 
 
 def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None) -> Candidate:
-    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (lexical.score_fusion):
+    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (fusion.score_fusion):
     on the retrieval tasks, and in the query over the catalogue; Lee from the dense vectors."""
     if dense.encode is None or dense.encode_one is None:
         raise ValueError(f"{dense.name} has no vectors to fuse")

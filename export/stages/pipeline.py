@@ -23,6 +23,7 @@ from edgerec.bundle.manifest import EncoderSpec, UserSpec
 from .distil import shallow_copy
 from .finetune import TargetConfig, collaborative_targets
 from .fit import FitConfig, config_record, encode, fit, save
+from .general_model import static_spec
 from .interactions import Split
 from .onnx_export import OPSET, export_onnx
 from .quantize import VARIANTS, Int8Config, quantize_int8
@@ -33,7 +34,6 @@ from .speed import p50_latencies_ms
 from .static_embed import MAX_TOKENS as STATIC_MAX_TOKENS
 from .static_embed import StaticEncoder
 from .static_fit import StaticFitConfig, fit_static, token_ids
-from .static_onnx import OUTPUT as STATIC_OUTPUT
 from .static_onnx import write_static_onnx
 from .validate import ValidationFailed, agreement, check, torch_reference
 
@@ -332,12 +332,6 @@ def stage_int8(teacher: TeacherFacts, records: Sequence[dict], config: ExportCon
     }
     _write_report(config.work, "int8", report)
     return report
-
-
-def static_spec(rows: np.ndarray) -> EncoderSpec:
-    """How the runtime reads a static table's Gather graph (static_onnx.py)."""
-    return EncoderSpec(max_length=STATIC_MAX_TOKENS, pooling="mean", normalize=True, dim=int(rows.shape[1]),
-                       inputs=("input_ids",), output=STATIC_OUTPUT, vocab_size=int(rows.shape[0]))
 
 
 def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[dict]) -> float:

@@ -1,0 +1,199 @@
+"""The lexical signal: Okapi BM25 over the items' words, fused with the encoder's cosine.
+
+A static encoder reads a sentence as the mean of its word pieces, so a rare
+word that names exactly what the user wants ("shark", a product code, an
+author) weighs no more than "the". BM25 gives such words their weight back.
+Fused as ``cosine + weight * bm25 / best bm25 of the query``: scaling by the
+query's best score makes one weight fit short and long queries.
+
+Words come from the bundle tokenizer's own normaliser and pre-tokenizer (lower
+case, accents stripped, split at whitespace and punctuation), so both signals
+read text the same way; pieces with no letter or digit are dropped. No stop
+list: idf gives common words little weight. k1 and b are the textbook values.
+
+The postings are computed once, when a bundle is built (every term weight
+stored), so a query's scores are a sum of a few posting lists.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import BundleError
+
+K1 = 1.2
+B = 0.75
+# Candidates the lexical side brings to the fusion: its best this many, besides the encoder's top k.
+LEXICAL_POOL = 100
+_FORMAT = "edgerec-bm25-1"
+
+
+class WordSplitter:
+    """The tokenizer's normaliser and pre-tokenizer, without WordPiece: text -> words."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        """``tokenizer``: a loaded ``tokenizers.Tokenizer`` (the encoder's)."""
+        if tokenizer.normalizer is None or tokenizer.pre_tokenizer is None:
+            raise BundleError("the tokenizer has no normaliser or pre-tokenizer to split words for BM25")
+        self._normalizer = tokenizer.normalizer
+        self._pre_tokenizer = tokenizer.pre_tokenizer
+
+    @classmethod
+    def from_file(cls, path: Any) -> "WordSplitter":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)))
+
+    def __call__(self, text: str) -> list[str]:
+        pieces = self._pre_tokenizer.pre_tokenize_str(self._normalizer.normalize_str(text))
+        return [word for word, _ in pieces if any(c.isalnum() for c in word)]
+
+
+class LexicalBuilder:
+    """Word counts of documents added in order (document i: the item with label i); ``finish`` weighs them."""
+
+    def __init__(self, split: WordSplitter, k1: float = K1, b: float = B) -> None:
+        self.split, self.k1, self.b = split, k1, b
+        self._postings: dict[str, list[tuple[int, int]]] = {}
+        self._lengths: list[int] = []
+
+    def add(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            doc = len(self._lengths)
+            counts = Counter(self.split(text))
+            self._lengths.append(sum(counts.values()))
+            for word, tf in counts.items():
+                self._postings.setdefault(word, []).append((doc, tf))
+
+    def finish(self) -> "LexicalIndex":
+        """BM25 term weights: idf = ln(1 + (N - n + 0.5) / (n + 0.5)) (Lucene's, never negative) times
+        tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length))."""
+        size = len(self._lengths)
+        if size == 0:
+            raise ValueError("BM25 needs at least one document")
+        lengths = np.asarray(self._lengths, dtype=np.float64)
+        norm = self.k1 * (1 - self.b + self.b * lengths / max(lengths.mean(), 1e-9))
+        words = sorted(self._postings)
+        starts = np.zeros(len(words) + 1, dtype=np.int64)
+        docs_parts, weight_parts = [], []
+        for i, word in enumerate(words):
+            pairs = np.asarray(self._postings[word], dtype=np.int64)
+            docs, tf = pairs[:, 0], pairs[:, 1].astype(np.float64)
+            idf = np.log(1 + (size - len(docs) + 0.5) / (len(docs) + 0.5))
+            docs_parts.append(docs.astype(np.int32))
+            weight_parts.append((idf * tf * (self.k1 + 1) / (tf + norm[docs])).astype(np.float32))
+            starts[i + 1] = starts[i] + len(docs)
+        self._postings.clear()
+        empty_i, empty_f = np.empty(0, np.int32), np.empty(0, np.float32)
+        return LexicalIndex(words, starts, np.concatenate(docs_parts) if docs_parts else empty_i,
+                            np.concatenate(weight_parts) if weight_parts else empty_f, size, self.split)
+
+
+@dataclass
+class LexicalIndex:
+    """BM25 postings: word ``words[i]`` occurs in ``docs[starts[i]:starts[i+1]]`` with those ``weights``."""
+
+    words: Sequence[str]
+    starts: np.ndarray
+    docs: np.ndarray
+    weights: np.ndarray
+    size: int
+    split: WordSplitter
+
+    def __post_init__(self) -> None:
+        self._ids = {word: i for i, word in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], split: WordSplitter, k1: float = K1, b: float = B) -> "LexicalIndex":
+        builder = LexicalBuilder(split, k1, b)
+        builder.add(texts)
+        return builder.finish()
+
+    # -- the file ----------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        blob = "\n".join(self.words).encode("utf-8")  # words never hold whitespace
+        np.savez(buffer, format=np.array(_FORMAT), size=np.array(self.size, dtype=np.int64),
+                 words=np.frombuffer(blob, dtype=np.uint8), starts=self.starts, docs=self.docs, weights=self.weights)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, split: WordSplitter, *, size: int, name: str = "lexical file") -> "LexicalIndex":
+        """Read and check a file ``to_bytes`` wrote for a table of ``size`` items."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                fmt, stored = str(arrays["format"]), int(arrays["size"])
+                words = bytes(arrays["words"]).decode("utf-8")
+                starts, docs, weights = arrays["starts"], arrays["docs"], arrays["weights"]
+        except Exception as exc:  # a damaged zip or array: numpy and zipfile raise many kinds
+            raise BundleError(f"{name}: not a readable BM25 index ({type(exc).__name__}); rebuild the bundle") from None
+        words_list = words.split("\n") if words else []
+        ok = (fmt == _FORMAT and stored == size and starts.dtype == np.int64 and docs.dtype == np.int32
+              and weights.dtype == np.float32 and len(starts) == len(words_list) + 1 and starts[0] == 0
+              and bool(np.all(np.diff(starts) > 0)) and starts[-1] == len(docs) == len(weights)
+              and (len(docs) == 0 or (int(docs.min()) >= 0 and int(docs.max()) < size))
+              and bool(np.isfinite(weights).all()))
+        if not ok:
+            raise BundleError(f"{name}: its BM25 postings do not fit the bundle's {size} items; rebuild the bundle")
+        return cls(words_list, starts, docs, weights, size, split)
+
+    # -- queries -----------------------------------------------------------
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best (labels, BM25 scores), best first; only documents sharing a word with ``query``.
+        A word repeated in the query counts each time."""
+        spans = [(self.starts[i], self.starts[i + 1]) for i in
+                 (self._ids.get(word) for word in self.split(query)) if i is not None]
+        if not spans:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        docs = np.concatenate([self.docs[s:e] for s, e in spans])
+        weights = np.concatenate([self.weights[s:e] for s, e in spans])
+        if len(docs) * 8 < self.size:  # a few postings: sum them sparsely
+            labels, inverse = np.unique(docs, return_inverse=True)
+            scores = np.bincount(inverse, weights=weights)
+        else:
+            scores = np.bincount(docs, weights=weights, minlength=self.size)
+            labels = np.flatnonzero(scores)
+            scores = scores[labels]
+        if len(labels) > n:
+            keep = np.argpartition(-scores, n - 1)[:n]
+            labels, scores = labels[keep], scores[keep]
+        order = np.lexsort((labels, -scores))  # best first; ties to the lower label
+        return labels[order].astype(np.int64), scores[order].astype(np.float32)
+
+    def scores(self, query: str) -> np.ndarray:
+        """One BM25 score per document (0 where no query word occurs)."""
+        out = np.zeros(self.size, dtype=np.float32)
+        labels, scores = self.top(query, self.size)
+        out[labels] = scores
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.starts.nbytes + self.docs.nbytes + self.weights.nbytes)
+
+
+def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.ndarray,
+         lexical_scores: np.ndarray, cosine_of: Any, weight: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of cosine + ``weight`` x BM25 / the query's best BM25 over the two candidate lists.
+
+    ``cosine_of(labels)``: the exact cosine of those items to the query (for lexical candidates the
+    encoder's search did not return). An item in neither list has a lower fused score than the encoder's
+    k-th, unless its BM25 beats the lexical pool's last: the pool is sized so that this is rare.
+    """
+    if len(lexical_labels) == 0:
+        return dense_labels[:k], dense_scores[:k]
+    best = float(lexical_scores[0])
+    cosine = dict(zip(dense_labels.tolist(), dense_scores.tolist()))
+    missing = [label for label in lexical_labels.tolist() if label not in cosine]
+    if missing:
+        cosine.update(zip(missing, np.asarray(cosine_of(missing), dtype=np.float64).tolist()))
+    lexical = dict(zip(lexical_labels.tolist(), (lexical_scores / best).tolist()))
+    labels = np.fromiter(cosine, dtype=np.int64, count=len(cosine))
+    fused = np.array([cosine[label] + weight * lexical.get(label, 0.0) for label in labels.tolist()])
+    order = np.lexsort((labels, -fused))[:k]
+    return labels[order], fused[order].astype(np.float32)

@@ -1,0 +1,52 @@
+"""Fusing a dense ranking with BM25 over whole score matrices, for the encoder measurements.
+
+BM25 itself is the runtime's (edgerec.lexical), so what is measured is what
+ships; here are the fusions compared on the tasks: reciprocal rank fusion
+(k = 60, Cormack et al. 2009) and score fusion (the runtime's rule, applied to
+every document rather than to two candidate lists).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from edgerec.lexical import LexicalIndex
+
+RRF_K = 60
+
+
+def bm25_matrix(index: LexicalIndex, queries: Sequence[str]) -> np.ndarray:
+    """One row of BM25 scores over ``index``'s documents per query."""
+    return np.stack([index.scores(q) for q in queries]) if queries else np.zeros((0, index.size), np.float32)
+
+
+def rank_positions(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every entry of each row, best first; ties go to the lower index (as the task metrics)."""
+    scores = np.atleast_2d(scores)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    return ranks
+
+
+def reciprocal_rank_fusion(dense: np.ndarray, lexical: np.ndarray, k: int = RRF_K) -> np.ndarray:
+    """RRF of a dense ranking of every document and a lexical one: sum of 1 / (k + rank). A document the
+    lexical ranker did not retrieve (score 0: no shared word) gets nothing from it, as in fusing result lists;
+    otherwise zero-score ties would be ranked by document order."""
+    dense, lexical = np.atleast_2d(dense), np.atleast_2d(lexical)
+    if dense.shape != lexical.shape:
+        raise ValueError(f"dense scores {dense.shape} and lexical scores {lexical.shape} differ in shape")
+    fused = 1.0 / (k + rank_positions(dense))
+    return fused + np.where(lexical > 0, 1.0 / (k + rank_positions(lexical)), 0.0)
+
+
+def score_fusion(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
+    """Cosine + ``weight`` x the BM25 score as a fraction of the query's best one (edgerec.lexical.fuse's
+    rule, over every document)."""
+    dense, lexical = np.atleast_2d(dense), np.atleast_2d(lexical)
+    if dense.shape != lexical.shape:
+        raise ValueError(f"dense scores {dense.shape} and lexical scores {lexical.shape} differ in shape")
+    best = lexical.max(axis=1, keepdims=True)
+    return dense + weight * np.divide(lexical, best, out=np.zeros_like(lexical, dtype=np.float64), where=best > 0)

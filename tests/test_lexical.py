@@ -1,0 +1,173 @@
+"""BM25 postings built with a bundle and fused into text queries (edgerec.lexical), and models: the
+general encoder with no items that `edgerec build` starts from."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgerec import Recommender
+from edgerec.bundle.manifest import LexicalSpec, Manifest
+from edgerec.bundle.reader import open_bundle
+from edgerec.bundle.writer import BundleWriter
+from edgerec.cli import main
+from edgerec.errors import BundleError, ManifestError
+from edgerec.lexical import LexicalIndex, WordSplitter, fuse
+from edgerec.recommender import default_model_path
+from edgerec.update.build import build_from_catalog
+from edgerec.update.store import Store
+
+DOCS = ["The shark and the beach", "A beach holiday", "Sharks, sharks everywhere", "Nothing here at all"]
+
+
+@pytest.fixture(scope="module")
+def split(tiny_bundle: Path) -> WordSplitter:
+    return WordSplitter.from_file(tiny_bundle / "tokenizer.json")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle's encoder as a model with a lexical setting (what `python -m export general` writes)."""
+    source = open_bundle(tiny_bundle)
+    out = tmp_path_factory.mktemp("model") / "model"
+    with BundleWriter(out) as writer:
+        for role in ("encoder", "tokenizer"):
+            writer.copy_in(role, source.path(role))
+        writer.finish(name="tiny-model", encoder=source.manifest.encoder, index=None, items=None,
+                      provenance={"model": {"teacher": "tiny"}}, lexical=LexicalSpec(weight=0.3))
+    return out
+
+
+def catalogue(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_bm25_matches_the_formula_by_hand(split: WordSplitter) -> None:
+    assert split("The River, the STONE!") == ["the", "river", "the", "stone"]  # punctuation dropped
+    docs = ["river stone river", "stone garden", "violin"]
+    index = LexicalIndex.build(docs, split)
+    mean = 2.0  # document lengths 3, 2, 1
+
+    def weight(tf: int, df: int, length: int) -> float:
+        idf = math.log(1 + (3 - df + 0.5) / (df + 0.5))
+        return idf * tf * 2.2 / (tf + 1.2 * (1 - 0.75 + 0.75 * length / mean))
+    expected = [weight(2, 1, 3) + weight(1, 2, 3), weight(1, 2, 2), 0.0]
+    assert index.scores("river stone") == pytest.approx(np.array(expected, dtype=np.float32), rel=1e-5)
+    assert index.scores("RIVER stone!") == pytest.approx(index.scores("river stone"))  # the tokenizer's normaliser
+    assert index.scores("violin violin") == pytest.approx(2 * index.scores("violin"))  # a repeated word counts twice
+
+def test_top_is_best_first_and_ties_go_to_the_lower_label(split: WordSplitter) -> None:
+    index = LexicalIndex.build(["cat", "cat", "dog cat", "dog"], split)
+    labels, scores = index.top("cat", 10)
+    assert labels.tolist() == [0, 1, 2] and scores[0] == scores[1] > scores[2]
+    assert index.top("cat", 2)[0].tolist() == [0, 1]
+    assert index.top("", 3)[0].size == 0 and index.top("...", 3)[0].size == 0
+
+
+def test_the_file_round_trips_and_a_damaged_one_is_refused(split: WordSplitter) -> None:
+    index = LexicalIndex.build(DOCS, split)
+    again = LexicalIndex.from_bytes(index.to_bytes(), split, size=len(DOCS))
+    for query in ("shark beach", "sharks", "nothing"):
+        assert again.scores(query) == pytest.approx(index.scores(query))
+    with pytest.raises(BundleError, match="do not fit the bundle's 5 items"):
+        LexicalIndex.from_bytes(index.to_bytes(), split, size=5)
+    with pytest.raises(BundleError, match="not a readable BM25 index"):
+        LexicalIndex.from_bytes(index.to_bytes()[:100], split, size=len(DOCS))
+
+
+def test_fuse_scores_both_lists_and_looks_up_the_cosine_of_lexical_only_items() -> None:
+    cosines = np.array([0.9, 0.1, 0.5, 0.2])
+    dense_labels, dense_scores = np.array([0, 2]), cosines[[0, 2]]
+    lexical_labels, lexical_scores = np.array([1, 2]), np.array([4.0, 2.0])
+    looked_up = []
+
+    def cosine_of(labels):
+        looked_up.extend(labels)
+        return cosines[labels]
+
+    labels, scores = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3)
+    assert looked_up == [1]
+    assert labels.tolist() == [1, 2, 0] and scores == pytest.approx([1.1, 1.0, 0.9])
+    same = fuse(dense_labels, dense_scores, np.array([], int), np.array([]), cosine_of, 1.0, 1)
+    assert same[0].tolist() == [0]
+
+
+def test_a_bundle_built_from_a_model_fuses_exactly_as_scoring_every_item(tiny_model: Path, tmp_path: Path) -> None:
+    from tiny import tiny_catalog
+
+    records = tiny_catalog(120)
+    built = build_from_catalog(catalogue(tmp_path / "items.jsonl", records), tmp_path / "b", base=tiny_model)
+    assert built.lexical == LexicalSpec(weight=0.3) and "lexical" in built.files and built.schema_version == 4
+    rec = Recommender.load(tmp_path / "b", threads=1)
+    vectors = rec.index.vectors(range(len(rec)))
+    texts = [" ".join(str(r[f]) if not isinstance(r[f], list) else " ".join(r[f]) for f in ("title", "genres"))
+             for r in records]
+    bm25 = LexicalIndex.build(texts, WordSplitter(rec.encoder.tokenizer))
+    for query in ("haunted house", "space alien robot", "Love Story", "a clever heist with a twist", "zzz"):
+        cosine = vectors @ rec.encode(query)[0]
+        lexical = bm25.scores(query)
+        fused = cosine + (0.3 * lexical / lexical.max() if lexical.max() > 0 else 0)
+        expected = np.argsort(-fused, kind="stable")[:5]
+        got = rec.query(query, k=5)
+        assert [r.item_id for r in got] == [records[i]["id"] for i in expected], query
+        assert [r.score for r in got] == pytest.approx(fused[expected].tolist(), abs=1e-4)
+
+
+def test_updates_write_postings_of_the_new_version(tiny_model: Path, tmp_path: Path) -> None:
+    from tiny import tiny_catalog
+
+    build_from_catalog(catalogue(tmp_path / "items.jsonl", tiny_catalog(40)), tmp_path / "b", base=tiny_model)
+    store = Store.create(tmp_path / "home", tmp_path / "b")
+    store.add(catalogue(tmp_path / "new.jsonl", [{"id": "new", "title": "Zanzibar", "genres": ["Drama"]}]))
+    rec = Recommender.load(tmp_path / "home", threads=1)
+    assert rec.lexical is not None and rec.lexical.size == 41
+    assert rec.lexical.top("zanzibar", 1)[0].tolist() == [rec.items.labels["new"]]
+    store.remove(["new"])
+    assert Recommender.load(tmp_path / "home", threads=1).lexical.top("zanzibar", 1)[0].size == 0
+
+
+def test_a_model_answers_no_queries_and_says_how_to_build_from_it(tiny_model: Path) -> None:
+    with pytest.raises(BundleError, match="a model with no items.*edgerec build CATALOG"):
+        Recommender.load(tiny_model)
+    result = CliRunner().invoke(main, ["query", "anything", "--bundle", str(tiny_model)])
+    assert result.exit_code != 0 and "a model with no items" in result.output and "Traceback" not in result.output
+    info = CliRunner().invoke(main, ["info", "--bundle", str(tiny_model)])
+    assert info.exit_code == 0 and info.output.startswith("model") and "lexical     BM25" in info.output
+
+
+def test_manifest_sections_and_files_must_agree(tiny_model: Path) -> None:
+    body = json.loads((tiny_model / "manifest.json").read_text())
+    del body["checksum"]
+    assert body["schema_version"] == 4 and "index" not in body and "items" not in body
+    bundle_like = dict(body, items={"count": 1, "id_field": "id", "text_fields": ["t"], "columns": ["id", "t"]})
+    with pytest.raises(ManifestError, match="index and items come together"):
+        Manifest.from_json(json.dumps(bundle_like))
+    with pytest.raises(ManifestError, match="holds only"):
+        Manifest.from_json(json.dumps(dict(body, files={**body["files"],
+                                                        "lexical": dict(body["files"]["encoder"], path="x.npz")})))
+    with pytest.raises(ManifestError, match="lexical.weight must be a number"):
+        Manifest.from_json(json.dumps(dict(body, lexical={"weight": -1})))
+    with pytest.raises(ManifestError, match="schema_version 3 does not fit"):
+        Manifest.from_json(json.dumps(dict(body, schema_version=3)))
+
+
+def test_build_starts_from_the_shipped_general_model(tmp_path: Path) -> None:
+    model = open_bundle(default_model_path(), model_ok=True)
+    assert model.manifest.is_model and model.manifest.lexical is not None
+    records = [{"id": "a", "title": "A shark terrorises a beach town"}, {"id": "b", "title": "Two friends open a bakery"},
+               {"id": "c", "description": "A haunted house on a hill"}]
+    result = CliRunner().invoke(main, ["build", str(catalogue(tmp_path / "items.jsonl", records)),
+                                       "--out", str(tmp_path / "own")])
+    assert result.exit_code == 0, result.output
+    manifest = open_bundle(tmp_path / "own").manifest
+    assert manifest.files["encoder"].sha256 == model.manifest.files["encoder"].sha256
+    assert manifest.items.text_fields == ("title", "description") and manifest.lexical == model.manifest.lexical
+    rec = Recommender.load(tmp_path / "own", threads=1)
+    assert rec.query("shark attack", k=1)[0].item_id == "a"
+    assert rec.query("a ghost story", k=1)[0].item_id == "c"
