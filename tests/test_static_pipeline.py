@@ -70,5 +70,14 @@ def test_a_static_base_is_fitted_checked_and_bundled(tmp_path: Path) -> None:
     expected = StaticEncoder(fitted, base / "tokenizer.json").encode([query])[0]
     assert float(rec.encoder.encode_one(query) @ expected) > 0.999
     assert len(rec.query(query, k=5)) == 5
+    # The index holds the chosen blend of fitted text vectors and targets, the best valid HR@10 of those allowed.
+    blend, by_blend = report["item_vectors"]["blend"], report["item_vectors"]["by_blend"]
+    floor = min(config.min_title_at_1, by_blend["0.0"]["title_at_1"])
+    allowed = {b: f["valid_hr@10"] for b, f in by_blend.items() if f["title_at_1"] >= floor}
+    assert by_blend[str(blend)]["valid_hr@10"] == max(allowed.values())
+    indexed = rec.index.vectors(range(len(records)))
+    mixed = (1 - blend) * after + blend * targets
+    np.testing.assert_allclose(indexed, mixed / np.linalg.norm(mixed, axis=1, keepdims=True), atol=1e-5)
+    assert rec.bundle.manifest.lexical is not None and rec.lexical is not None and rec.lexical.size == len(records)
     with pytest.raises(ValueError, match="no token"):
         fit_static(rows, [[], [5]], np.ones((2, 24)), StaticFitConfig(epochs=1))

@@ -21,6 +21,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from .. import __version__
 from ..bundle.hnsw_file import IndexFile, check_index_layout, validate_index_file
 from ..bundle.manifest import EncoderSpec, ItemsSpec, LexicalSpec, Manifest, UserSpec
@@ -102,6 +104,8 @@ def build_bundle(
     name: str,
     provenance: Mapping[str, Any] | None = None,
     notice_path: Path | None = None,
+    lexical: LexicalSpec | None = None,
+    vectors: np.ndarray | None = None,
     threads: int | None = None,
     batch_size: int = 32,
     m: int = DEFAULT_M,
@@ -112,6 +116,8 @@ def build_bundle(
 ) -> Manifest:
     """Encode ``records`` (already in memory) with the given model and write a complete bundle to ``out``.
 
+    ``vectors``: unit vectors, one row per record, indexed instead of the model's reading of the item texts
+    (the export stage's item vectors fitted to interactions); the model still reads queries and new items.
     Catalogue files go through ``build_from_catalog``, which never holds all records.
     """
     table = ItemTable.from_records(list(records), id_field)
@@ -119,7 +125,8 @@ def build_bundle(
     with BundleWriter(out, overwrite=overwrite) as writer:
         return write_streamed_bundle(
             writer, iter(table.records), count=len(table), columns=table.columns(), id_field=id_field,
-            model=ModelFiles(model_path, tokenizer_path, encoder_spec, notice_path), text_fields=text_fields,
+            model=ModelFiles(model_path, tokenizer_path, encoder_spec, notice_path, lexical=lexical),
+            text_fields=text_fields, vectors=None if vectors is None else _checked_vectors(vectors, len(table), encoder_spec),
             user=user, name=name, provenance=provenance or {}, threads=threads, batch_size=batch_size,
             m=m, ef_construction=ef_construction, ef=ef, progress=progress,
         )
@@ -144,8 +151,10 @@ def write_streamed_bundle(
     ef: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
+    vectors: np.ndarray | None = None,
 ) -> Manifest:
-    """Encode, index and write ``count`` items from ``items`` a chunk at a time, then publish the bundle.
+    """Encode, index and write ``count`` items from ``items`` a chunk at a time, then publish the bundle
+    (with ``vectors``, one row per item: those are indexed instead of encoding).
 
     ``items`` must yield exactly ``count`` records (checked): hnswlib is
     sized for them before the first one is read. ``columns``: every field the
@@ -173,11 +182,15 @@ def write_streamed_bundle(
             if lexical is not None:
                 lexical.add(texts)
             started = time.perf_counter()
-            # encode() sorts each slice of texts by length before batching, so batches carry little padding.
-            vectors = encoder.encode(texts, batch_size=batch_size, progress=advance)
+            if vectors is None:
+                # encode() sorts each slice of texts by length before batching, so batches carry little padding.
+                block = encoder.encode(texts, batch_size=batch_size, progress=advance)
+            else:
+                block = vectors[builder.count : builder.count + len(chunk)]
+                advance(len(chunk))
             encode_seconds += time.perf_counter() - started
             started = time.perf_counter()
-            builder.add(vectors)
+            builder.add(block)
             index_seconds += time.perf_counter() - started
             items_file.write(jsonl_bytes(chunk))
     if builder.count != count:
@@ -199,6 +212,15 @@ def write_streamed_bundle(
     items_spec = ItemsSpec(count=count, id_field=id_field, text_fields=tuple(text_fields), columns=tuple(columns))
     return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
                          provenance={**provenance, "build": build_facts}, lexical=model.lexical)
+
+
+def _checked_vectors(vectors: np.ndarray, count: int, spec: EncoderSpec) -> np.ndarray:
+    block = np.asarray(vectors, dtype=np.float32)
+    if block.shape != (count, spec.dim) or not np.isfinite(block).all():
+        raise ValueError(f"vectors must be finite, one {spec.dim}-d row per item ({count}), got {block.shape}")
+    if not np.allclose(np.linalg.norm(block, axis=1), 1.0, atol=1e-3):
+        raise ValueError("vectors must have unit length, as the encoder's do")
+    return block
 
 
 def write_bundle_files(

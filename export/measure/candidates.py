@@ -41,6 +41,7 @@ class EncodersConfig:
     work: Path = Path("export/work")
     results: Path = Path("results")
     bundle: Path = Path("artifacts/default")
+    model: Path = Path("artifacts/general")  # the general model `edgerec build` starts from
     rounds: int = 200           # timed rounds: each runs every candidate's title query and description query
     warmup: int = 20
     only: tuple[str, ...] = ()  # candidate names; empty: all; the anchor is always measured
@@ -210,6 +211,51 @@ def _edgerec_default(ctx: Context) -> Candidate:
         encode=lambda texts: timed.encode([clean_text(t) for t in texts], batch_size=BATCH),
         encode_one=lambda text: timed.encode_one(clean_text(text)),
         bulk_encode=lambda texts: bulk.encode([clean_text(t) for t in texts], batch_size=BATCH))
+
+
+def _edgerec_general(ctx: Context) -> Candidate:
+    """The shipped general model as a user's `edgerec build` gets it: its int8 graph through TextEncoder, BM25
+    fused with the model's weight, and the query through a Recommender over a bundle built from the
+    catalogue (HNSW, the lexical pool)."""
+    from edgerec import Recommender
+    from edgerec.bundle.reader import open_bundle
+    from edgerec.encoder import TextEncoder
+    from edgerec.update.build import build_bundle
+
+    model = open_bundle(ctx.config.model, model_ok=True)
+    spec, lexical = model.manifest.encoder, model.manifest.lexical
+    if lexical is None:
+        raise ValueError(f"{ctx.config.model}: the general model has no lexical setting")
+    timed = TextEncoder(model.path("encoder"), model.path("tokenizer"), spec, threads=1)
+    bulk = TextEncoder(model.path("encoder"), model.path("tokenizer"), spec, threads=ctx.config.bulk_threads,
+                       tokenizer=timed.tokenizer)
+    files = (model.path("encoder"), model.path("tokenizer"))
+    lexical_matrix = _bm25_matrix(ctx)  # the model keeps MiniLM's tokenizer, so BM25 reads words as it does
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        return timed.encode([clean_text(t) for t in texts], batch_size=BATCH)
+
+    def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+        return score_fusion(encode(queries) @ encode(documents).T, lexical_matrix(queries, documents), lexical.weight)
+
+    def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
+        out = ctx.config.work / "encoders" / "general-bundle"
+        build_bundle([{"id": str(i), "text": t} for i, t in enumerate(catalogue)], out,
+                     model_path=files[0], tokenizer_path=files[1], encoder_spec=spec, text_fields=("text",),
+                     name="encoders-catalogue", lexical=lexical, threads=ctx.config.bulk_threads, overwrite=True)
+        recommender = Recommender.load(out, threads=1)
+        return lambda text: recommender.query(text, k=TOP_K)
+
+    return Candidate(
+        "edgerec-general", f"the general model shipped for `edgerec build` ({model.manifest.name}: the static "
+        f"student, int8) through edgerec.encoder.TextEncoder, BM25 fused with weight {lexical.weight:g}; the query "
+        "through edgerec.Recommender over a bundle of the catalogue built with it (HNSW + the lexical pool)",
+        files, torch_free=True,
+        fingerprint="-".join(model.manifest.files[r].sha256[:16] for r in ("encoder", "tokenizer")) + f"-w{lexical.weight}",
+        encode=encode, encode_one=lambda text: timed.encode_one(clean_text(text)),
+        bulk_encode=lambda texts: bulk.encode([clean_text(t) for t in texts], batch_size=BATCH),
+        scores=scores, searcher=searcher, extra_bytes=_catalogue_bm25(ctx).nbytes,
+        note=f"texts/s is the dense side's; {_bm25_note(ctx)}")
 
 
 def _static_table(ctx: Context, teacher: str, centred: bool) -> Path:
@@ -392,6 +438,7 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "minilm-int8": _minilm_int8,
     "mpnet": _mpnet,
     "edgerec-default": _edgerec_default,
+    "edgerec-general": _edgerec_general,
     **{f"static-{teacher}{suffix}": (lambda ctx, teacher=teacher, suffix=suffix: _static(ctx, teacher, suffix))
        for teacher in ("minilm", "mpnet") for suffix in STATIC_RECIPES},
     "bm25": _bm25,

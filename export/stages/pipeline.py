@@ -18,12 +18,12 @@ import numpy as np
 from edgerec.update.build import build_bundle
 from edgerec.encoder import TextEncoder
 from edgerec.items import item_text
-from edgerec.bundle.manifest import EncoderSpec, UserSpec
+from edgerec.bundle.manifest import EncoderSpec, LexicalSpec, UserSpec
 
 from .distil import shallow_copy
 from .finetune import TargetConfig, collaborative_targets
 from .fit import FitConfig, config_record, encode, fit, save
-from .general_model import static_spec
+from .general_model import FUSION_WEIGHT, static_spec
 from .interactions import Split
 from .onnx_export import OPSET, export_onnx
 from .quantize import VARIANTS, Int8Config, quantize_int8
@@ -38,7 +38,7 @@ from .static_onnx import write_static_onnx
 from .validate import ValidationFailed, agreement, check, torch_reference
 
 FP32_NAME, INT8_NAME, TOKENIZER_NAME = "fp32.onnx", "int8.onnx", "tokenizer.json"
-STATIC_ROWS = "static-rows.npy"
+STATIC_ROWS, ITEM_VECTORS = "static-rows.npy", "item-vectors.npy"
 FINETUNED_DIR, STUDENT_DIR, TARGETS_NAME = "finetuned", "student", "targets.npy"
 
 
@@ -66,6 +66,11 @@ class ExportConfig:
     # General texts (e.g. corpus sentences) held at the general student's vectors while fitting, so that
     # the words they share with titles keep their general meaning.
     static_general_texts: tuple[str, ...] = ()
+    # The index's item vectors: (1 - b) x the fitted table's reading of the item text + b x the item's
+    # collaborative target, for the b of this grid with the best validation HR@10 among those whose title@1
+    # stays >= min_title_at_1. The encoder's reading remains what a new item (an update) gets.
+    item_blends: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    min_title_at_1: float = 0.97
     query_texts: int = 3000          # query-like texts for anchoring and distillation
     validation_items: int = 300      # catalogue texts, plus the query-like texts
     seed: int = 0
@@ -340,6 +345,27 @@ def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[d
     return float(np.mean(np.argmax(titles @ vectors.T, axis=1) == np.arange(len(records))))
 
 
+def _blend_item_vectors(fitted: np.ndarray, targets: np.ndarray, encoder: StaticEncoder, records: Sequence[dict],
+                        split: Split, config: ExportConfig) -> tuple[float, dict[str, dict[str, float]]]:
+    """Choose the blend of fitted text vectors and collaborative targets the index holds (ExportConfig.item_blends),
+    on validation HR@10 among the blends whose title@1 is at least min_title_at_1 (or, where the fitted text
+    vectors alone fall short of it, at least theirs); save those vectors. Returns (blend, {blend: figures})."""
+    def unit(b: float) -> np.ndarray:
+        vectors = (1 - b) * fitted + b * targets
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    floor = min(config.min_title_at_1, _title_at_1(fitted, encoder, records))
+    figures, best = {}, (0.0, -1.0)
+    for b in config.item_blends:
+        vectors = unit(b)
+        hr, title = _valid_quality(vectors, split, config.targets.window)["hr@10"], _title_at_1(vectors, encoder, records)
+        figures[str(b)] = {"valid_hr@10": hr, "title_at_1": round(title, 4)}
+        if title >= floor and hr > best[1]:
+            best = (b, hr)
+    np.save(config.work / ITEM_VECTORS, unit(best[0]).astype(np.float32))
+    return best[0], figures
+
+
 def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, progress: Any = None) -> dict[str, Any]:
     """The general static student config.static_base (rows.f16.npy + tokenizer.json) fitted
     to the collaborative targets on item texts while query-like texts keep its own vectors (static_fit.py),
@@ -376,6 +402,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     np.save(config.work / STATIC_ROWS, fitted)
     tuned = StaticEncoder(fitted, tokenizer_path)
     item_vectors = tuned.encode(items)
+    blend, blends = _blend_item_vectors(item_vectors, targets, tuned, records, split, config)
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=STATIC_MAX_TOKENS)
@@ -409,6 +436,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
                   "fitted": _valid_quality(item_vectors, split, window)},
         "title_at_1": {"general": round(_title_at_1(text_vectors, general, records), 4),
                        "fitted": round(_title_at_1(item_vectors, tuned, records), 4)},
+        "item_vectors": {"blend": blend, "by_blend": blends},
         "fitted_vs_targets": agreement(item_vectors, targets).as_dict(),
         "fitted_vs_general_on_queries": agreement(tuned.encode(anchors), anchor_vectors).as_dict(),
         "graphs_vs_numpy": {k: v.as_dict() for k, v in checks.items()},
@@ -418,7 +446,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     }
     print(f"[static] valid HR@10: general {report['valid']['general']['hr@10']}, targets "
           f"{report['valid']['targets']['hr@10']}, fitted {report['valid']['fitted']['hr@10']}; title@1 "
-          f"{report['title_at_1']}")
+          f"{report['title_at_1']}; item vectors: blend {blend} of {blends}")
     _write_report(config.work, "static", report)
     _raise_if(failures)
     return report
@@ -457,15 +485,19 @@ def _layered_provenance(model: TeacherFacts, config: ExportConfig) -> dict[str, 
 def _static_provenance(config: ExportConfig) -> dict[str, Any]:
     """What the bundle says of a general static student fitted by stage_static."""
     report = _read_report(config.work, "static")
+    blend = report["item_vectors"]["blend"]
     return {
         "teacher": report["base"],
         "stages": ["general static student (python -m export student --layers 0)",
                    f"fitted to MovieLens-1M training interactions (window {config.targets.window}) on item texts, "
                    "query-like texts kept at the student's own vectors",
-                   "Gather graph, int8 rows with a float scale per row"],
+                   "Gather graph, int8 rows with a float scale per row",
+                   f"item vectors: {1 - blend:g} x the fitted reading of the item text + {blend:g} x the item's "
+                   f"collaborative target (chosen on validation HR@10 with title@1 >= {config.min_title_at_1})",
+                   f"BM25 over item texts fused into text queries (weight {FUSION_WEIGHT})"],
         "validation": {"texts": f"{config.validation_items} catalogue texts + {len(QUERY_TEXTS)} query-like texts",
                        **{f"{k}_vs_numpy": v for k, v in report["graphs_vs_numpy"].items()}},
-        "training": {"static": {k: report[k] for k in ("fit", "valid", "title_at_1")}},
+        "training": {"static": {k: report[k] for k in ("fit", "valid", "title_at_1", "item_vectors")}},
         "encode_latency_1_thread": report["latency_1_thread"],
         "model_bytes": report["size_bytes"],
     }
@@ -479,12 +511,15 @@ def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportCon
                   "catalog": config.catalog_provenance}
     int8_path, tokenizer = config.work / INT8_NAME, config.work / TOKENIZER_NAME
     spec = static_spec(np.load(config.work / STATIC_ROWS)) if static else encoder_spec(model, int8_path)
-    print(f"[bundle] encoding {len(records)} items into {config.out}")
+    print(f"[bundle] {'indexing the fitted item vectors of' if static else 'encoding'} {len(records)} items "
+          f"into {config.out}")
     manifest = build_bundle(
         records, config.out, model_path=int8_path, tokenizer_path=tokenizer,
         encoder_spec=spec, text_fields=config.text_fields,
         user=UserSpec(window=config.targets.window), name=config.name, provenance=provenance,
         notice_path=config.notice, overwrite=config.overwrite, progress=progress,
+        vectors=np.load(config.work / ITEM_VECTORS) if static else None,
+        lexical=LexicalSpec(weight=FUSION_WEIGHT) if static else None,
     )
     report = {"bundle": str(config.out), "items": manifest.items.count}
     _write_report(config.work, "bundle", report)

