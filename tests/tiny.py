@@ -123,7 +123,8 @@ def build_fp32_bundle(export, out: Path) -> Path:
     """The export's catalogue encoded with its fp32 graph instead of INT8: vectors that do not
     depend on which texts share a batch, and that equal torch's up to float rounding."""
     from edgerec.update.build import build_bundle
-    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME, encoder_spec
+    from export.stages.onnx_export import encoder_spec
+    from export.stages.pipeline import FP32_NAME, TOKENIZER_NAME
 
     student, config, records = export
     model = config.work / FP32_NAME

@@ -28,7 +28,8 @@ from edgerec.update.build import build_bundle
 
 from ..stages.interactions import Split
 from ..stages.onnx_export import export_onnx
-from ..stages.pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig, encoder_spec
+from ..stages.onnx_export import encoder_spec
+from ..stages.pipeline import FINETUNED_DIR, FP32_NAME, STUDENT_DIR, TOKENIZER_NAME, ExportConfig
 from ..stages.quantize import Int8Config, quantize_int8
 from ..stages.query_texts import genre_queries
 from ..stages.ranking import cooccurrence_scorer, evaluate, popularity_scorer, vector_scorer

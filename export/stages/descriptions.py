@@ -404,7 +404,7 @@ def stage_descriptions(records: Sequence[dict], popularity: np.ndarray, bundle_d
     from edgerec.bundle.manifest import DescriptionSpec
 
     from .distil import shallow_copy
-    from .pipeline import encoder_spec
+    from .onnx_export import encoder_spec
 
     source = open_bundle(bundle_dir)
     rec = Recommender.load(bundle_dir)

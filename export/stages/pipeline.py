@@ -18,14 +18,14 @@ import numpy as np
 from edgerec.update.build import build_bundle
 from edgerec.encoder import TextEncoder
 from edgerec.items import item_text
-from edgerec.bundle.manifest import EncoderSpec, LexicalSpec, UserSpec
+from edgerec.bundle.manifest import LexicalSpec, UserSpec
 
 from .distil import shallow_copy
 from .finetune import TargetConfig, collaborative_targets
 from .fit import FitConfig, config_record, encode, fit, save
 from .general_model import FUSION_WEIGHT, static_spec
 from .interactions import Split
-from .onnx_export import OPSET, export_onnx
+from .onnx_export import OPSET, encoder_spec, export_onnx
 from .quantize import VARIANTS, Int8Config, quantize_int8
 from .query_texts import query_like_texts
 from .ranking import evaluate, vector_scorer
@@ -94,24 +94,6 @@ def validation_texts(records: Sequence[dict], config: ExportConfig) -> list[str]
     rng = random.Random(config.seed)
     sample = rng.sample(list(records), min(config.validation_items, len(records)))
     return [item_text(r, config.text_fields) for r in sample] + list(QUERY_TEXTS)
-
-
-def encoder_spec(teacher: TeacherFacts, model_path: Path) -> EncoderSpec:
-    import onnx
-
-    model_config = json.loads((teacher.path / "config.json").read_text())
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = tuple(i.name for i in graph.input if i.name not in initializers)
-    return EncoderSpec(
-        max_length=teacher.max_length,
-        pooling=teacher.pooling,
-        normalize=teacher.normalize,
-        dim=int(model_config["hidden_size"]),
-        inputs=inputs,
-        output="last_hidden_state",
-        vocab_size=int(model_config["vocab_size"]),
-    )
 
 
 def _write_report(work: Path, stage: str, report: dict[str, Any]) -> None:
@@ -183,7 +165,6 @@ def stage_finetune(teacher: TeacherFacts, records: Sequence[dict], split: Split,
         "targets": config.targets.as_dict(),
         "fit": config_record(config.teacher_fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
-        "descriptions_taught": teach,
         "query_like_texts": len(anchors),
         "valid": {"stock": _valid_quality(text_vectors, split, config.targets.window),
                   "targets": _valid_quality(targets, split, config.targets.window),
@@ -233,7 +214,6 @@ def stage_distil(records: Sequence[dict], split: Split, config: ExportConfig, pr
         "item_goal": config.student_item_goal,
         "fit": config_record(config.student_fit),
         "fit_loss_per_epoch": [round(x, 5) for x in losses],
-        "descriptions_taught": teach,
         "student_vs_goal_items": agreement(vectors[: len(items)], goal[: len(items)]).as_dict(),
         "student_vs_teacher_items": agreement(vectors[: len(items)], teacher_vectors[: len(items)]).as_dict(),
         "student_vs_teacher_queries": agreement(vectors[len(items):], teacher_vectors[len(items):]).as_dict(),

@@ -138,7 +138,7 @@ def stage_teacher(corpus: Path, work: Path, teacher_name: str, *, seconds: float
     from edgerec.encoder import TextEncoder
 
     from .onnx_export import export_onnx
-    from .pipeline import encoder_spec
+    from .onnx_export import encoder_spec
     from .sources import minilm_teacher, mpnet_reader
 
     facts = mpnet_reader(work) if teacher_name == "mpnet" else minilm_teacher()
