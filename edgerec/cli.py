@@ -127,8 +127,9 @@ def query(text: str, encoder_only: bool, k: int, as_json: bool, threads: int | N
           bundle: str | None) -> None:
     """Items matching TEXT (use - to read the text from stdin).
 
-    When the encoder answers a description weakly, the bundle's description
-    model (if it has one) takes part: see README, "Descriptive queries".
+    The encoder's answer, with BM25 over the items' words fused in when the
+    bundle has postings (README, "How a text query is read"); a bundle with a
+    description model lets it take part in descriptions the encoder reads weakly.
     """
     text = _read_stdin_text() if text == "-" else _argv_text(text)
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)

@@ -20,6 +20,7 @@ stored), so a query's scores are a sum of a few posting lists.
 
 from __future__ import annotations
 
+import heapq
 import io
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ K1 = 1.2
 B = 0.75
 # Candidates the lexical side brings to the fusion: its best this many, besides the encoder's top k.
 LEXICAL_POOL = 100
+# Catalogues larger than this sum a query's few postings sparsely; smaller ones count into one array.
+SPARSE_FROM = 65536
 _FORMAT = "edgerec-bm25-1"
 
 
@@ -155,7 +158,7 @@ class LexicalIndex:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         docs = np.concatenate([self.docs[s:e] for s, e in spans])
         weights = np.concatenate([self.weights[s:e] for s, e in spans])
-        if len(docs) * 8 < self.size:  # a few postings: sum them sparsely
+        if self.size > SPARSE_FROM and len(docs) * 8 < self.size:  # a few postings in many items: sum sparsely
             labels, inverse = np.unique(docs, return_inverse=True)
             scores = np.bincount(inverse, weights=weights)
         else:
@@ -191,16 +194,16 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
     """
     if len(lexical_labels) == 0:
         return dense_labels[:k], dense_scores[:k]
-    labels = np.union1d(dense_labels, lexical_labels)  # sorted, so ties below go to the lower label
-    cosine = np.empty(len(labels), dtype=np.float64)
-    from_dense = np.isin(labels, dense_labels)
-    cosine[np.searchsorted(labels, dense_labels)] = dense_scores
-    if not from_dense.all():
-        cosine[~from_dense] = np.asarray(cosine_of(labels[~from_dense]), dtype=np.float64)
-    lexical = np.zeros(len(labels), dtype=np.float64)
+    # A hundred-odd candidates: plain Python is faster here than numpy's set operations.
     best = float(lexical_scores[0])
     margin = 1.0 - (float(lexical_scores[1]) / best if len(lexical_scores) > 1 else 0.0)
-    lexical[np.searchsorted(labels, lexical_labels)] = lexical_scores / best
-    fused = cosine + weight * margin * lexical
-    order = np.argsort(-fused, kind="stable")[:k]
-    return labels[order], fused[order].astype(np.float32)
+    fused = dict(zip(dense_labels.tolist(), dense_scores.tolist()))
+    found = lexical_labels.tolist()
+    missing = [label for label in found if label not in fused]
+    if missing:
+        fused.update(zip(missing, np.asarray(cosine_of(np.asarray(missing, dtype=np.int64))).tolist()))
+    for label, share in zip(found, (lexical_scores * (weight * margin / best)).tolist()):
+        fused[label] += share
+    top = heapq.nsmallest(k, fused.items(), key=lambda pair: (-pair[1], pair[0]))  # ties to the lower label
+    return (np.fromiter((label for label, _ in top), dtype=np.int64, count=len(top)),
+            np.fromiter((score for _, score in top), dtype=np.float32, count=len(top)))

@@ -177,13 +177,14 @@ class Recommender:
 
     # -- recommendations -----------------------------------------------------
     def query(self, text: str, k: int = 10, *, descriptions: bool = True) -> list[Recommendation]:
-        """Items that match a free-text description.
+        """Items that match a free-text description, best first.
 
-        When the bundle has a description model and the encoder's answer is
-        weak (flat scores, a top title unrelated to the query), the model takes
-        part (edgerec.descriptions): its reading of the whole sentence is added
-        to the encoder's vector. ``descriptions=False`` always takes the
-        encoder's answer alone; ``query_reading`` tells which a text gets.
+        When the bundle has BM25 postings (edgerec.lexical), each candidate's score is its cosine plus
+        the BM25 share: cosine + weight x margin x BM25 / the query's best BM25. When the bundle has a
+        description model and the encoder's answer is weak (flat scores, a top title unrelated to the
+        query), the model takes part first (edgerec.descriptions): its reading of the whole sentence is
+        added to the encoder's vector; ``descriptions=False`` keeps it out, ``query_reading`` tells
+        whether it takes part.
         """
         k = self._check_k(k)
         if not isinstance(descriptions, bool):

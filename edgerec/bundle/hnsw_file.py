@@ -203,9 +203,11 @@ class StoredVectors:
 
     hnswlib's get_items costs ~25 us and a handful of Python objects per item:
     84 s and 20 GB of memory for a million. Here the file (held open, so
-    replacing the bundle later changes nothing) is memory-mapped for the one
-    read and rows are gathered with numpy: a million vectors in seconds, and
-    no file pages stay mapped afterwards.
+    replacing the bundle later changes nothing) is memory-mapped and rows are
+    gathered with numpy: a million vectors in seconds. A bulk read maps the
+    file for that read only, so no file pages stay mapped afterwards; small
+    reads (a query's few dozen candidates) share one mapping kept open, since
+    mapping the file costs more than reading them.
     """
 
     def __init__(self, path: Path, spec: IndexSpec, row_labels: np.ndarray) -> None:
@@ -217,6 +219,7 @@ class StoredVectors:
         self._path, self._size, self._dim = path, os.fstat(self._fd).st_size, spec.dim
         self._row_labels = row_labels
         self._row_of_label: np.ndarray | None = None  # made on the first read, not at every load
+        self._kept: tuple[mmap.mmap, np.ndarray] | None = None  # the mapping small reads share
 
     @classmethod
     def open(cls, path: Path, spec: IndexSpec) -> "StoredVectors":
@@ -231,12 +234,36 @@ class StoredVectors:
         h, rows = self._header, self._row_of_label[np.asarray(labels, dtype=np.int64)]
         if os.fstat(self._fd).st_size != self._size:
             raise BundleError(f"{self._path}: changed after the bundle was loaded; load it again")
-        with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as mapped:
-            table = np.frombuffer(mapped, dtype=np.uint8, count=h.count * h.size_per_element,
-                                  offset=HEADER.size).reshape(h.count, h.size_per_element)
-            gathered = table[rows, h.offset_data : h.offset_data + 4 * self._dim]  # a copy
-            del table  # the mapping closes only once no array looks into it
+        if len(rows) <= SMALL_READ:
+            if self._kept is None:
+                mapped = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+                self._kept = (mapped, self._rows_of(mapped))
+                weakref.finalize(self, _close_mapping, self._kept)
+            gathered = self._kept[1][rows, h.offset_data : h.offset_data + 4 * self._dim]  # a copy
+        else:
+            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as mapped:
+                table = self._rows_of(mapped)
+                gathered = table[rows, h.offset_data : h.offset_data + 4 * self._dim]  # a copy
+                del table  # the mapping closes only once no array looks into it
         return gathered.view("<f4").astype(np.float32, copy=False)
+
+    def _rows_of(self, mapped: mmap.mmap) -> np.ndarray:
+        h = self._header
+        return np.frombuffer(mapped, dtype=np.uint8, count=h.count * h.size_per_element,
+                             offset=HEADER.size).reshape(h.count, h.size_per_element)
+
+
+# Reads of at most this many vectors use the mapping StoredVectors keeps open.
+SMALL_READ = 1024
+
+
+def _close_mapping(kept: tuple[mmap.mmap, np.ndarray]) -> None:
+    mapped, view = kept
+    del view
+    try:
+        mapped.close()
+    except BufferError:  # an array still looks into it: it closes when that goes
+        pass
 
 
 @dataclass(frozen=True)
