@@ -20,7 +20,6 @@ stored), so a query's scores are a sum of a few posting lists.
 
 from __future__ import annotations
 
-import heapq
 import io
 from collections import Counter
 from dataclasses import dataclass
@@ -204,6 +203,7 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
         fused.update(zip(missing, np.asarray(cosine_of(np.asarray(missing, dtype=np.int64))).tolist()))
     for label, share in zip(found, (lexical_scores * (weight * margin / best)).tolist()):
         fused[label] += share
-    top = heapq.nsmallest(k, fused.items(), key=lambda pair: (-pair[1], pair[0]))  # ties to the lower label
-    return (np.fromiter((label for label, _ in top), dtype=np.int64, count=len(top)),
-            np.fromiter((score for _, score in top), dtype=np.float32, count=len(top)))
+    labels = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
+    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+    order = np.lexsort((labels, -scores))[:k]  # best first; ties to the lower label
+    return labels[order], scores[order].astype(np.float32)
