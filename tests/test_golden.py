@@ -4,8 +4,8 @@
   (same tokens, same mean pooling, same normalisation) to 1e-5.
 - The shipped default bundle: its tokenizer must give exactly the token ids of
   the reference tokenizer, and its INT8 vectors must stay within cosine 0.97 of
-  the torch vectors of the same (distilled) model stored in tests/golden/default.json
-  by `python -m export golden`.
+  the reference vectors of the same model (for the static table: numpy's mean of
+  its rows) stored in tests/golden/default.json by `python -m export golden`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_default_bundle_tokens_match_the_reference(golden, default_recommender):
     assert max(len(ids) for ids in golden["input_ids"]) == default_recommender.encoder.spec.max_length
 
 
-def test_default_bundle_vectors_match_torch(golden, default_recommender):
+def test_default_bundle_vectors_match_the_reference(golden, default_recommender):
     reference = np.asarray(golden["vectors"], dtype=np.float32)
     for text, expected in zip(golden["texts"], reference):
         cosine = float(default_recommender.encode(text)[0] @ expected)
@@ -78,35 +78,26 @@ def test_default_bundle_recommends_science_fiction_for_a_science_fiction_history
     assert sum("Sci-Fi" in r.metadata["genres"] for r in results) >= 7
 
 
-def test_default_bundle_reads_descriptions_with_its_description_model(default_recommender):
-    rec = default_recommender
+def test_default_bundle_reads_descriptions(default_recommender):
+    # The table learnt descriptive phrases from the previous bundle's description model (static_teach.py):
+    # a description finds films of its genre, also where no title shares its words.
     described = {"western with gunfights and outlaws": "Western",
                  "scary horror movie set in a haunted house": "Horror",
                  "gangster film about the mafia": "Crime",
-                 "a war film about soldiers in vietnam": "War"}
-    with_model = without = 0
+                 "a war film about soldiers in vietnam": "War",
+                 "a movie about a robbery": "Crime"}
     for text, genre in described.items():
-        assert rec.query_reading(text) == "blend"
-        with_model += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10))
-        without += sum(genre in r.metadata["genres"] for r in rec.query(text, k=10, descriptions=False))
-    assert with_model > without
-    # A sentence whose words no title shares: the model reads what it means.
-    robbery = rec.query("a movie about a robbery", k=10)
-    assert "Lock, Stock & Two Smoking Barrels (1998)" in {r.item_id for r in robbery}
-    assert sum("Crime" in r.metadata["genres"] for r in robbery) >= 6
+        assert sum(genre in r.metadata["genres"] for r in default_recommender.query(text, k=10)) >= 8, text
 
 
-def test_default_bundle_reads_a_rare_word_inside_a_sentence(default_recommender):
-    # "heist" is `he ##ist` to the encoder, and "twist" matches Twister's title: the model, with a
-    # token of its own for the word, reads a crime film.
-    results = default_recommender.query("a heist movie with a clever twist", k=10)
-    assert "Twister (1996)" not in {r.item_id for r in results}
-    assert sum("Crime" in r.metadata["genres"] for r in results) >= 8
+def test_default_bundle_fuses_bm25_for_a_rare_word(default_recommender):
+    # "jaws" names three films; BM25's margin over other titles lets the word count.
+    assert {r.item_id for r in default_recommender.query("jaws", k=3)} == {"Jaws (1975)", "Jaws 2 (1978)",
+                                                                           "Jaws 3-D (1983)"}
+    assert default_recommender.bundle.manifest.lexical is not None
 
 
-def test_default_bundle_keeps_titles_with_the_encoder(default_recommender):
+def test_default_bundle_finds_titles(default_recommender):
     rec = default_recommender
-    assert rec.query_reading("The Matrix") == "encoder"
     assert rec.query("The Matrix", k=1)[0].item_id == "Matrix, The (1999)"
-    assert rec.query_reading("movies like Star Wars") == "encoder"
     assert rec.query("something like Pulp Fiction", k=1)[0].item_id == "Pulp Fiction (1994)"
