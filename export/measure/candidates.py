@@ -413,6 +413,56 @@ def _static_student(ctx: Context) -> Candidate:
         encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one)
 
 
+def _corpus_token_counts(ctx: Context, tokenizer: Path, vocabulary: int) -> np.ndarray:
+    """How often each token occurs in the distillation corpus (cached under work/encoders)."""
+    import gzip
+
+    from ..stages.static_fit import token_ids
+
+    path = ctx.config.work / "encoders" / "corpus-token-counts.npy"
+    corpus = ctx.config.work / "corpus" / "train.txt.gz"
+    if path.is_file():
+        return np.load(path)
+    if not corpus.is_file():
+        raise NotTrained(f"{corpus}: missing; run `python -m export corpus` first")
+    ctx.log(f"counting the tokens of {corpus} (once)")
+    with gzip.open(corpus, "rt", encoding="utf-8") as handle:
+        texts = [line.strip() for line in handle if line.strip()]
+    counts = np.zeros(vocabulary, dtype=np.int64)
+    for start in range(0, len(texts), 50_000):
+        ids = token_ids(tokenizer, texts[start : start + 50_000], static_embed.MAX_TOKENS)
+        counts += np.bincount(np.fromiter((t for row in ids for t in row), dtype=np.int64), minlength=vocabulary)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, counts)
+    return counts
+
+
+def _compressed_student(ctx: Context, how: str) -> Candidate:
+    """The static student made smaller after training, to measure what each means costs: ``dim256``, its rows
+    projected on their 256 main directions (uncentred PCA); ``vocab``, the rows of tokens no corpus text uses
+    dropped (a text's mean leaves them out; the graph would map them to one zero row)."""
+    model = _student_model(ctx, 0)
+    files = (model / "rows.f16.npy", model / "tokenizer.json")
+    rows = np.load(files[0]).astype(np.float32)
+    if how == "dim256":
+        projection, values = static_embed.principal_directions(rows, 256)
+        kept = float(values[:256].sum() / values.sum())
+        table, bytes_, what = rows @ projection.T, rows.shape[0] * 256 * 2, (
+            f"rows projected on their 256 main directions (uncentred PCA, {kept:.1%} of the second moment)")
+    else:
+        used = _corpus_token_counts(ctx, files[1], rows.shape[0]) > 0
+        table = np.where(used[:, None], rows, 0.0).astype(np.float32)
+        bytes_ = int(used.sum()) * rows.shape[1] * 2 + rows.shape[0] * 4
+        what = (f"rows of the {int((~used).sum()):,} tokens no corpus text uses dropped ({int(used.sum()):,} of "
+                f"{len(used):,} kept; a 4-byte id map in front)")
+    encoder = static_embed.StaticEncoder(table, files[1])
+    return Candidate(
+        f"student-L0-{how}", f"student-L0 with its {what}; float16 size counted: {bytes_ / 1e6:.1f} MB",
+        (files[1],), torch_free=True, extra_bytes=bytes_,
+        fingerprint=files_digest(files, f"static v{static_embed.VERSION}", how),
+        encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one)
+
+
 def _layered_student(ctx: Context, layers: int, key: str) -> Candidate:
     from ..stages.sources import read_teacher
     from .evaluation import prepare_stock_models
@@ -450,6 +500,8 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "bm25": _bm25,
     "static-mpnet+bm25": lambda ctx: _with_bm25(ctx, _static(ctx, "mpnet", "")),
     "student-L0": _static_student,
+    "student-L0-dim256": lambda ctx: _compressed_student(ctx, "dim256"),
+    "student-L0-vocab": lambda ctx: _compressed_student(ctx, "vocab"),
     "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT, by_margin=True),
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
