@@ -279,8 +279,8 @@ def info(as_json: bool, bundle: str | None) -> None:
         *([] if manifest.index is None else
           [f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
            f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}"]),
-        *([f"lexical     BM25 (k1 {manifest.lexical.k1}, b {manifest.lexical.b}) fused with weight "
-           f"{manifest.lexical.weight}"] if manifest.lexical else []),
+        *([f"lexical     BM25 (k1 {manifest.lexical.k1}, b {manifest.lexical.b}) fused: cosine + "
+           f"{manifest.lexical.weight} x margin x BM25 / best"] if manifest.lexical else []),
         *([f"descriptions {manifest.descriptions.model.dim}-d model; it takes part when a query's top-10 "
             f"margin < {manifest.descriptions.max_margin} and its top title holds < "
             f"{manifest.descriptions.min_title_cover:.2f} of its words (weight {manifest.descriptions.weight})"]

@@ -142,7 +142,7 @@ def test_a_model_answers_no_queries_and_says_how_to_build_from_it(tiny_model: Pa
     result = CliRunner().invoke(main, ["query", "anything", "--bundle", str(tiny_model)])
     assert result.exit_code != 0 and "a model with no items" in result.output and "Traceback" not in result.output
     info = CliRunner().invoke(main, ["info", "--bundle", str(tiny_model)])
-    assert info.exit_code == 0 and info.output.startswith("model") and "lexical     BM25" in info.output
+    assert info.exit_code == 0 and info.output.startswith("model") and "lexical     BM25 (k1 1.2, b 0.75) fused: cosine + 0.3 x margin" in info.output
 
 
 def test_manifest_sections_and_files_must_agree(tiny_model: Path) -> None:
