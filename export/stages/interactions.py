@@ -63,6 +63,12 @@ def load_split(item_ids: Sequence[str], path: Path | None = None) -> Split:
             user, item, rating, timestamp = line.rstrip("\r\n").split("\t")
             if float(rating) >= POSITIVE_RATING and item in row_of:
                 per_user.setdefault(user, []).append((float(timestamp), row_of[item]))
+    return split_leave_last_out(per_user, len(item_ids))
+
+
+def split_leave_last_out(per_user: dict[str, list[tuple[float, int]]], item_count: int) -> Split:
+    """Each user's (time, item row) events in time order: the last is the test target, the one before the
+    validation target, the rest the history; users with fewer than MIN_POSITIVES events are left out."""
     train, valid, test = [], [], []
     for user in sorted(per_user):
         # Ties in time keep the file's order (sorted is stable).
@@ -72,7 +78,7 @@ def load_split(item_ids: Sequence[str], path: Path | None = None) -> Split:
         train.append(np.asarray(sequence[:-2], dtype=np.int64))
         valid.append(sequence[-2])
         test.append(sequence[-1])
-    return Split(tuple(train), np.asarray(valid, dtype=np.int64), np.asarray(test, dtype=np.int64), len(item_ids))
+    return Split(tuple(train), np.asarray(valid, dtype=np.int64), np.asarray(test, dtype=np.int64), item_count)
 
 
 def next_item_examples(histories: Sequence[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray]:
