@@ -74,6 +74,25 @@ def check_texts(corpus: Path, count: int = CHECK_TEXTS) -> list[str]:
     return list(QUERY_TEXTS) + [line for line in lines if line]
 
 
+def load_static_base(base: Path) -> tuple[np.ndarray, Path]:
+    """(float32 rows, tokenizer.json) of a static model to fit: a student folder (rows.f16.npy) or an edgerec
+    model or bundle whose encoder is a static Gather graph (artifacts/general)."""
+    if (base / "rows.f16.npy").is_file():
+        return np.load(base / "rows.f16.npy").astype(np.float32), base / "tokenizer.json"
+    from edgerec.bundle.reader import open_bundle
+    from edgerec.errors import BundleError
+
+    from .static_onnx import read_static_onnx
+
+    try:
+        model = open_bundle(base, model_ok=True)
+    except BundleError as exc:
+        raise ValueError(f"{base}: neither a static student folder (rows.f16.npy) nor an edgerec model ({exc})") from None
+    if model.manifest.encoder.output != OUTPUT:
+        raise ValueError(f"{base}: its encoder is not a static table; give a static student or model")
+    return read_static_onnx(model.path("encoder")), model.path("tokenizer")
+
+
 def stage_general(student: Path, out: Path, work: Path, *, texts: Sequence[str], overwrite: bool = True
                   ) -> dict[str, Any]:
     """Write the student folder ``student`` (rows.f16.npy, tokenizer.json, ../report.json) as a model at ``out``."""

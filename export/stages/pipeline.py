@@ -23,7 +23,7 @@ from edgerec.bundle.manifest import LexicalSpec, UserSpec
 from .distil import shallow_copy
 from .finetune import TargetConfig, collaborative_targets
 from .fit import FitConfig, config_record, encode, fit, save
-from .general_model import FUSION_WEIGHT, static_spec
+from .general_model import FUSION_WEIGHT, load_static_base, static_spec
 from .interactions import Split
 from .onnx_export import OPSET, encoder_spec, export_onnx
 from .quantize import VARIANTS, Int8Config, quantize_int8
@@ -60,7 +60,8 @@ class ExportConfig:
     student_item_goal: str = "targets"  # or "teacher": what the student learns on item texts (stage_distil)
     student_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, learning_rate=2e-4,
                                                                      embedding_learning_rate=3e-3))
-    # A general static student (rows.f16.npy + tokenizer.json) to start from: then stage_static takes the
+    # A general static student (rows.f16.npy + tokenizer.json), or a static edgerec model such as
+    # artifacts/general, to start from: then stage_static takes the
     # place of finetune, distil, onnx and int8.
     static_base: Path | None = None
     static_fit: StaticFitConfig = field(default_factory=StaticFitConfig)
@@ -376,7 +377,7 @@ def _blend_item_vectors(fitted: np.ndarray, targets: np.ndarray, encoder: Static
 
 
 def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, progress: Any = None) -> dict[str, Any]:
-    """The general static student config.static_base (rows.f16.npy + tokenizer.json) fitted
+    """The general static student or model config.static_base (general_model.load_static_base) fitted
     to the collaborative targets on item texts while query-like texts keep its own vectors (static_fit.py),
     and each title to its item's target, then written as float16 and int8 Gather graphs, each checked against the
     numpy table. It takes the place
@@ -387,8 +388,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     if base is None:
         raise ValueError("stage_static needs config.static_base, a general static student's folder")
     config.work.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = base / "tokenizer.json"
-    rows = np.load(base / "rows.f16.npy").astype(np.float32)
+    rows, tokenizer_path = load_static_base(base)
     general = StaticEncoder(rows, tokenizer_path)
     items = _item_texts(records, config)
     anchors = query_like_texts(records, config.anchors, seed=config.seed)

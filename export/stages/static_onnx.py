@@ -61,3 +61,16 @@ def write_static_onnx(rows: np.ndarray, out: Path, storage: str = "float16") -> 
     onnx.save(model, str(partial))
     partial.replace(out)
     return out
+
+
+def read_static_onnx(path: Path) -> np.ndarray:
+    """The float32 rows of a Gather graph ``write_static_onnx`` wrote (int8 rows times their scales)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    if "rows" not in tensors or [n.op_type for n in graph.node][:1] != ["Gather"]:
+        raise ValueError(f"{path}: not a static table's Gather graph (python -m export general writes one)")
+    rows = tensors["rows"].astype(np.float32)
+    return rows * tensors["scales"] if "scales" in tensors else rows
