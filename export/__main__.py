@@ -69,6 +69,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="`all`, `static` with --static-base: after the fit, the table learns descriptive phrases "
                              "as this bundle's description model reads them (the previous default bundle: "
                              "git archive 8849c29 artifacts/default | tar -x -C export/work/previous)")
+    own = parser.add_argument_group("your own data (`all`, `static`, `bundle`: the static path)")
+    own.add_argument("--catalog", type=Path, default=None,
+                     help="items as JSONL, CSV or TSV, read as `edgerec build` reads them (instead of MovieLens)")
+    own.add_argument("--interactions", type=Path, default=None,
+                     help="events as CSV, TSV or JSONL: user, item, timestamp (numbers or ISO 8601), optional rating")
+    own.add_argument("--base", type=Path, default=None,
+                     help="the static model to fit (default with --catalog: artifacts/general)")
+    own.add_argument("--id-field", default="id", help="the catalogue's id field (default: %(default)s)")
+    own.add_argument("--text-fields", default=None,
+                     help="comma-separated fields that make an item's text (default: as `edgerec build` chooses)")
+    own.add_argument("--title-field", default="title", help="what a user types to find one item (default: %(default)s)")
+    own.add_argument("--user-field", default="user", help="interactions: the user column (default: %(default)s)")
+    own.add_argument("--item-field", default="item", help="interactions: the item column (default: %(default)s)")
+    own.add_argument("--time-field", default="timestamp", help="interactions: the time column (default: %(default)s)")
+    own.add_argument("--rating-field", default=None, help="interactions: the rating column, if any")
+    own.add_argument("--min-rating", type=float, default=None,
+                     help="keep only events rated at least this (needs --rating-field)")
     parser.add_argument("--resume", action="store_true",
                         help="`all`: skip stages whose report is already in the work directory")
     parser.add_argument("--also", type=Path, action="append", default=[],
@@ -145,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return _summaries(args)
     if args.stage == "encoders":
         return _encoders(args, sys.argv[1:] if argv is None else list(argv))
+    if args.catalog is not None or args.interactions is not None:
+        return _own_data(args, layers)
 
     if args.stage in ("evaluate", "peers"):
         # torch's OpenMP threads spin after each call by default and steal the
@@ -223,6 +242,64 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationFailed, FileNotFoundError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
+    """`all`, `static` or `bundle` on a user's catalogue and interactions: the static path from --base."""
+    from edgerec.errors import CatalogError
+    from edgerec.tools.progress import StageProgress
+    from edgerec.update.build import COMMON_TEXT_FIELDS
+    from edgerec.update.catalog import CatalogFile, survey_catalog, text_fields_among
+
+    from .stages.interactions_file import InteractionColumns, InteractionsError, read_interactions
+    from .stages.pipeline import ExportConfig, run_all, stage_bundle, stage_static
+    from .stages.sources import SourceMissing, minilm_teacher
+    from .stages.validate import ValidationFailed
+
+    if args.catalog is None or args.interactions is None:
+        print("export: --catalog and --interactions go together", file=sys.stderr)
+        return 2
+    if args.stage not in ("all", "static", "bundle") or layers:
+        print("export: your own data runs `all`, `static` or `bundle` from a static model (--base)", file=sys.stderr)
+        return 2
+    base = args.base or Path("artifacts/general")
+    out = args.out if args.out != Path("artifacts/default") else args.work / "bundle"
+    try:
+        catalog = CatalogFile(args.catalog, id_field=args.id_field)
+        wanted = tuple(f.strip() for f in args.text_fields.split(",") if f.strip()) if args.text_fields else None
+        survey = survey_catalog(catalog, wanted or COMMON_TEXT_FIELDS)
+        fields = text_fields_among(survey.columns, wanted or COMMON_TEXT_FIELDS, args.id_field)
+        records = [record for _, record in catalog.records()]
+        columns = InteractionColumns(user=args.user_field, item=args.item_field, timestamp=args.time_field,
+                                     rating=args.rating_field)
+        split, report = read_interactions(args.interactions, [str(r[args.id_field]) for r in records], columns,
+                                          min_rating=args.min_rating)
+    except (CatalogError, InteractionsError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    print(f"export: {len(records):,} items (text from {', '.join(fields)}); interactions: {report.as_dict()}")
+    notice = base / "NOTICE"
+    config = ExportConfig(
+        work=args.work, out=out, name=f"{args.catalog.stem}-static-int8", text_fields=fields, id_field=args.id_field,
+        title_field=args.title_field, interactions_name=args.interactions.name, static_base=base,
+        notice=notice if notice.is_file() else None,
+        catalog_provenance={"source": args.catalog.name, "items": len(records), "interactions": report.as_dict()})
+    try:
+        with StageProgress() as progress:
+            if args.stage == "all":
+                run_all(minilm_teacher(), records, split, config, progress=progress, resume=args.resume)
+            elif args.stage == "static":
+                stage_static(records, split, config, progress=progress)
+            else:
+                stage_bundle(minilm_teacher(), records, config, progress=progress)
+    except ValidationFailed as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, SourceMissing) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    print(f"export: wrote {out}")
     return 0
 
 

@@ -51,6 +51,9 @@ class ExportConfig:
     out: Path = Path("artifacts/default")
     name: str = "movielens-1m-minilm-student-int8"
     text_fields: tuple[str, ...] = ("title", "year", "genres")
+    id_field: str = "id"
+    title_field: str = "title"        # what a user types to find one item (title@1); items may lack it
+    interactions_name: str = "MovieLens-1M"  # whose interactions the model is fitted to, for the provenance
     int8_variants: tuple[Int8Config, ...] = VARIANTS
     targets: TargetConfig = field(default_factory=TargetConfig)
     teacher_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=8, learning_rate=1e-4,
@@ -327,9 +330,10 @@ def stage_int8(teacher: TeacherFacts, records: Sequence[dict], config: ExportCon
     return report
 
 
-def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[dict]) -> float:
-    """Each record's title as the query: how often its own item comes first (exact search)."""
-    titles = encoder.encode([str(r.get("title", r["id"])) for r in records])
+def _title_at_1(vectors: np.ndarray, encoder: StaticEncoder, records: Sequence[dict], config: ExportConfig) -> float:
+    """Each record's title (its id where it has none) as the query: how often its own item comes first
+    (exact search)."""
+    titles = encoder.encode([str(r.get(config.title_field) or r[config.id_field]) for r in records])
     return float(np.mean(np.argmax(titles @ vectors.T, axis=1) == np.arange(len(records))))
 
 
@@ -364,11 +368,12 @@ def _blend_item_vectors(fitted: np.ndarray, targets: np.ndarray, encoder: Static
         vectors = (1 - b) * fitted + b * targets
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    floor = min(config.min_title_at_1, _title_at_1(fitted, encoder, records))
+    floor = min(config.min_title_at_1, _title_at_1(fitted, encoder, records, config))
     figures, best = {}, (0.0, -1.0)
     for b in config.item_blends:
         vectors = unit(b)
-        hr, title = _valid_quality(vectors, split, config.targets.window)["hr@10"], _title_at_1(vectors, encoder, records)
+        hr = _valid_quality(vectors, split, config.targets.window)["hr@10"]
+        title = _title_at_1(vectors, encoder, records, config)
         figures[str(b)] = {"valid_hr@10": hr, "title_at_1": round(title, 4)}
         if title >= floor and hr > best[1]:
             best = (b, hr)
@@ -391,14 +396,14 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     rows, tokenizer_path = load_static_base(base)
     general = StaticEncoder(rows, tokenizer_path)
     items = _item_texts(records, config)
-    anchors = query_like_texts(records, config.anchors, seed=config.seed)
+    anchors = query_like_texts(records, config.anchors, seed=config.seed, title_field=config.title_field)
     print(f"[static] {base}: vectors of {len(items)} items and {len(anchors)} query-like texts")
     text_vectors, anchor_vectors = general.encode(items), general.encode(anchors)
     targets = _collaborative_targets(split, text_vectors, config, progress)
     # A title typed alone should find its item: each title learns its item's target too (an anchor that is
     # exactly a title gives way to it).
-    titled = [i for i, r in enumerate(records) if str(r.get("title", "")).strip()]
-    titles = [str(records[i]["title"]) for i in titled]
+    titled = [i for i, r in enumerate(records) if str(r.get(config.title_field) or "").strip()]
+    titles = [str(records[i][config.title_field]) for i in titled]
     title_set = set(titles)
     keep = [i for i, a in enumerate(anchors) if a not in title_set]
     held = list(config.static_general_texts)
@@ -410,7 +415,7 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
     teach = None
     if config.static_teacher is not None:
         fitted, teach = teach_descriptions(fitted, tokenizer_path, texts, goals, config.static_teacher,
-                                           [str(r["id"]) for r in records], targets, split.popularity(),
+                                           [str(r[config.id_field]) for r in records], targets, split.popularity(),
                                            config.static_teach, progress=progress)
     np.save(config.work / STATIC_ROWS, fitted)
     tuned = StaticEncoder(fitted, tokenizer_path)
@@ -448,8 +453,8 @@ def stage_static(records: Sequence[dict], split: Split, config: ExportConfig, pr
         "valid": {"general": _valid_quality(text_vectors, split, window),
                   "targets": _valid_quality(targets, split, window),
                   "fitted": _valid_quality(item_vectors, split, window)},
-        "title_at_1": {"general": round(_title_at_1(text_vectors, general, records), 4),
-                       "fitted": round(_title_at_1(item_vectors, tuned, records), 4)},
+        "title_at_1": {"general": round(_title_at_1(text_vectors, general, records, config), 4),
+                       "fitted": round(_title_at_1(item_vectors, tuned, records, config), 4)},
         "item_vectors": {"blend": blend, "by_blend": blends},
         "fitted_vs_targets": agreement(item_vectors, targets).as_dict(),
         "fitted_vs_general_on_queries": agreement(tuned.encode(anchors), anchor_vectors).as_dict(),
@@ -503,7 +508,8 @@ def _static_provenance(config: ExportConfig) -> dict[str, Any]:
     return {
         "teacher": report["base"],
         "stages": ["general static student (python -m export student --layers 0)",
-                   f"fitted to MovieLens-1M training interactions (window {config.targets.window}) on item texts, "
+                   f"fitted to {config.interactions_name} training interactions (window {config.targets.window}) "
+                   "on item texts, "
                    "query-like texts kept at the student's own vectors",
                    "Gather graph, int8 rows with a float scale per row",
                    *([f"taught descriptive phrases as {report['descriptions_taught']['teacher']}'s description "
@@ -532,7 +538,7 @@ def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportCon
           f"into {config.out}")
     manifest = build_bundle(
         records, config.out, model_path=int8_path, tokenizer_path=tokenizer,
-        encoder_spec=spec, text_fields=config.text_fields,
+        encoder_spec=spec, text_fields=config.text_fields, id_field=config.id_field,
         user=UserSpec(window=config.targets.window), name=config.name, provenance=provenance,
         notice_path=config.notice, overwrite=config.overwrite, progress=progress,
         vectors=np.load(config.work / ITEM_VECTORS) if static else None,

@@ -29,8 +29,9 @@ def genre_queries() -> dict[str, str]:
     return {genre: f"{word} movies" for genre, word in GENRE_WORDS.items()}
 
 
-def query_like_texts(records: Sequence[dict], count: int, seed: int = 0) -> list[str]:
-    """``count`` distinct query-like texts (plus the fixed QUERY_TEXTS), reproducible by seed."""
+def query_like_texts(records: Sequence[dict], count: int, seed: int = 0, title_field: str = "title") -> list[str]:
+    """``count`` distinct query-like texts (plus the fixed QUERY_TEXTS), reproducible by seed: genre phrases
+    and each item's ``title_field`` in a few shapes (with its year where the record has one)."""
     rng = random.Random(seed)
     words = list(GENRE_WORDS.values())
     texts: set[str] = set(QUERY_TEXTS)
@@ -44,5 +45,9 @@ def query_like_texts(records: Sequence[dict], count: int, seed: int = 0) -> list
             texts.add(rng.choice(_GENRE_TEMPLATES).format(g=g, h=h, d=decade))
         else:
             record = rng.choice(records)
-            texts.add(rng.choice(_TITLE_TEMPLATES).format(t=record["title"], y=record["year"]))
+            title = str(record.get(title_field) or "").strip()
+            if not title:  # a catalogue without titles: its items are found by their texts, not by name
+                continue
+            shapes = _TITLE_TEMPLATES if record.get("year") else _TITLE_TEMPLATES[:-1]
+            texts.add(rng.choice(shapes).format(t=title, y=record.get("year")))
     return sorted(texts)

@@ -1,0 +1,88 @@
+"""`python -m export all --catalog --interactions --base`: the static path on a user's own data (a synthetic
+shop whose customers each buy from one category), and bad data refused before any training."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiny import make_tiny_teacher
+
+pytestmark = pytest.mark.needs_torch
+
+CATEGORIES = {"garden": "spade hose rake", "kitchen": "pan knife kettle", "music": "guitar drum piano"}
+
+
+def shop(folder: Path) -> tuple[Path, Path]:
+    rng = random.Random(0)
+    items = [{"sku": f"{c[:2]}-{i}", "name": f"{rng.choice(words.split())} {c} {i}", "tags": [c]}
+             for c, words in CATEGORIES.items() for i in range(15)]
+    catalog = folder / "items.jsonl"
+    catalog.write_text("".join(json.dumps(item) + "\n" for item in items))
+    lines = ["customer,product,time"]
+    for customer in range(45):
+        category = list(CATEGORIES)[customer % 3]
+        bought = rng.sample([i for i in items if category in i["tags"]], 6)
+        lines += [f"c{customer},{item['sku']},2024-01-{day + 1:02d}T10:00:00" for day, item in enumerate(bought)]
+    events = folder / "events.csv"
+    events.write_text("\n".join(lines) + "\n")
+    return catalog, events
+
+
+def static_model(folder: Path) -> Path:
+    """A random static table over the tiny tokenizer, written as `python -m export general` writes one."""
+    from edgerec.bundle.manifest import LexicalSpec
+    from edgerec.bundle.writer import BundleWriter
+    from export.stages.general_model import static_spec
+    from export.stages.static_embed import vocabulary_words
+    from export.stages.static_onnx import write_static_onnx
+
+    tokenizer = make_tiny_teacher(folder / "teacher") / "tokenizer.json"
+    words, special = vocabulary_words(tokenizer)
+    rows = np.random.default_rng(0).normal(size=(len(words), 16)).astype(np.float32)
+    rows[special] = 0.0
+    with BundleWriter(folder / "model") as writer:
+        writer.copy_in("encoder", write_static_onnx(rows, folder / "rows.onnx", "int8"))
+        writer.copy_in("tokenizer", tokenizer)
+        writer.finish(name="tiny-general", encoder=static_spec(rows), index=None, items=None, provenance={},
+                      lexical=LexicalSpec(weight=0.3))
+    return folder / "model"
+
+
+def test_own_catalogue_and_interactions_make_a_bundle(tmp_path: Path, capsys) -> None:
+    from edgerec import Recommender
+    from export.__main__ import main
+
+    catalog, events = shop(tmp_path)
+    base = static_model(tmp_path)
+    args = ["all", "--catalog", str(catalog), "--interactions", str(events), "--base", str(base),
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "bundle"), "--id-field", "sku",
+            "--text-fields", "name,tags", "--title-field", "name", "--user-field", "customer",
+            "--item-field", "product", "--time-field", "time"]
+    assert main(args) == 0
+    assert "'users': 45" in capsys.readouterr().out
+    rec = Recommender.load(tmp_path / "bundle", threads=1)
+    manifest = rec.bundle.manifest
+    assert manifest.items.id_field == "sku" and manifest.items.text_fields == ("name", "tags")
+    assert manifest.lexical is not None and manifest.provenance["catalog"]["interactions"]["users"] == 45
+    assert "fitted to events.csv training interactions" in " ".join(manifest.provenance["model"]["stages"])
+    history = ["ga-0", "ga-1", "ga-2"]
+    assert sum(r.item_id.startswith("ga-") for r in rec.recommend(history, k=5)) >= 3  # co-buying is learnt
+
+
+def test_bad_own_data_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    from export.__main__ import main
+
+    catalog, events = shop(tmp_path)
+    events.write_text("customer,product,time\nc1,ga-0,last tuesday\n")
+    args = ["all", "--catalog", str(catalog), "--interactions", str(events), "--base", str(tmp_path),
+            "--work", str(tmp_path / "work"), "--id-field", "sku", "--user-field", "customer",
+            "--item-field", "product", "--time-field", "time"]
+    assert main(args) == 2
+    assert "line 2: the timestamp 'last tuesday'" in capsys.readouterr().err and not (tmp_path / "work").exists()
+    assert main(["all", "--catalog", str(catalog)]) == 2
+    assert "go together" in capsys.readouterr().err
