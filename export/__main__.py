@@ -283,6 +283,7 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
     config = ExportConfig(
         work=args.work, out=out, name=f"{args.catalog.stem}-static-int8", text_fields=fields, id_field=args.id_field,
         title_field=args.title_field, interactions_name=args.interactions.name, static_base=base,
+        static_teacher=args.static_teacher,
         notice=notice if notice.is_file() else None,
         catalog_provenance={"source": args.catalog.name, "items": len(records), "interactions": report.as_dict()})
     try:

@@ -86,3 +86,22 @@ def test_bad_own_data_is_refused_before_training(tmp_path: Path, capsys) -> None
     assert "line 2: the timestamp 'last tuesday'" in capsys.readouterr().err and not (tmp_path / "work").exists()
     assert main(["all", "--catalog", str(catalog)]) == 2
     assert "go together" in capsys.readouterr().err
+
+
+def test_the_movielens_example_writes_the_two_inputs(tmp_path: Path, monkeypatch) -> None:
+    import export.examples.movielens as example
+    from export.stages.interactions_file import InteractionColumns, read_interactions
+
+    source = tmp_path / "ml-1m.inter"
+    source.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                      + "".join(f"u1\t{m}\t{r}\t{t}\n" for m, r, t in (("A, The (1990)", 5, 3), ("B (1991)", 4, 1),
+                                                                        ("C \"x\" (1992)", 2, 2), ("A, The (1990)", 4, 4))))
+    monkeypatch.setattr(example, "ratings_path", lambda: source)
+    monkeypatch.setattr(example, "movielens_1m_items", lambda: [
+        {"id": i, "title": i[:-7], "year": int(i[-5:-1]), "genres": ["Drama"]}
+        for i in ("A, The (1990)", "B (1991)", "C \"x\" (1992)")])
+    movies, ratings = example.write_files(tmp_path / "out")
+    ids = [json.loads(line)["id"] for line in movies.read_text().splitlines()]
+    split, report = read_interactions(ratings, ids, InteractionColumns(rating="rating"), min_rating=4)
+    assert report.events == 4 and report.below_min_rating == 1  # quotes and commas in ids survive the CSV
+    assert split.train[0].tolist() == [1] and split.valid.tolist() == [0] and split.test.tolist() == [0]
