@@ -208,11 +208,12 @@ class Recommender:
         if refined is not None:
             vector, reading = refined, "blend"
             labels, scores = self.index.search(vector, k)
-        if self.lexical is None or self.bundle.manifest.lexical is None:
+        spec = self.bundle.manifest.lexical
+        if self.lexical is None or spec is None:  # both or neither: the manifest says when postings exist
             return labels[:k], scores[:k], reading
         found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL))
         fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
-                     self.bundle.manifest.lexical.weight, k)
+                     spec.weight, k)
         return *fused, reading
 
     def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:

@@ -64,10 +64,12 @@ class ModelFiles:
         return cls(bundle.path("encoder"), bundle.path("tokenizer"), bundle.manifest.encoder, notice, bundle,
                    bundle.manifest.lexical)
 
-    def lexical_builder(self) -> LexicalBuilder | None:
+    def lexical_builder(self, tokenizer: Any = None) -> LexicalBuilder | None:
+        """BM25 postings to fill, when the model has a lexical setting (``tokenizer``: the model's, if loaded)."""
         if self.lexical is None:
             return None
-        return LexicalBuilder(WordSplitter.from_file(self.tokenizer), k1=self.lexical.k1, b=self.lexical.b)
+        split = WordSplitter(tokenizer) if tokenizer is not None else WordSplitter.from_file(self.tokenizer)
+        return LexicalBuilder(split, k1=self.lexical.k1, b=self.lexical.b)
 
     def copy_into(self, writer: BundleWriter) -> None:
         for role, path in (("encoder", self.encoder), ("tokenizer", self.tokenizer), ("notice", self.notice)):
@@ -126,7 +128,8 @@ def build_bundle(
         return write_streamed_bundle(
             writer, iter(table.records), count=len(table), columns=table.columns(), id_field=id_field,
             model=ModelFiles(model_path, tokenizer_path, encoder_spec, notice_path, lexical=lexical),
-            text_fields=text_fields, vectors=None if vectors is None else _checked_vectors(vectors, len(table), encoder_spec),
+            text_fields=text_fields,
+            vectors=None if vectors is None else _checked_vectors(vectors, len(table), encoder_spec),
             user=user, name=name, provenance=provenance or {}, threads=threads, batch_size=batch_size,
             m=m, ef_construction=ef_construction, ef=ef, progress=progress,
         )
@@ -162,7 +165,7 @@ def write_streamed_bundle(
     """
     encoder = TextEncoder(model.encoder, model.tokenizer, model.spec, threads=threads)
     model.copy_into(writer)
-    lexical = model.lexical_builder()
+    lexical = model.lexical_builder(encoder.tokenizer)
     builder = IndexBuilder(count, model.spec.dim, m=m, ef_construction=ef_construction, ef=ef, threads=threads or 0)
     encode_seconds = index_seconds = 0.0
     encoded = 0

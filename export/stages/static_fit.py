@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .fit import target_loss
-
-Progress = Callable[[str, int, int], None]
+from .fit import Progress, target_loss
 
 
 @dataclass(frozen=True)
