@@ -17,6 +17,7 @@ import numpy as np
 
 from .bundle.manifest import EncoderSpec
 from .bundle.onnx_scan import check_self_contained
+from .bundle.static_graph import StaticTable, read_static_table
 from .errors import BundleError, EmptyQueryError, ProviderError, one_line
 from .pooling import POOLERS, l2_normalize, pool_one, unit_vector
 
@@ -146,8 +147,15 @@ class TextEncoder:
         (a second model on the same bundle shares it instead of parsing the file again)."""
         self.spec = spec
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(Path(tokenizer_path), spec)
-        self.session = make_session(Path(model_path), threads=threads, device=device)
-        self._input_names = self._check_graph(Path(model_path))
+        # A static encoder (one table row per token) is computed by numpy on the CPU: same products,
+        # no session to load, no call overhead (edgerec.bundle.static_graph).
+        self.table = _static_table(Path(model_path), spec) if device == "cpu" else None
+        if self.table is None:
+            self.session = make_session(Path(model_path), threads=threads, device=device)
+            self._input_names = self._check_graph(Path(model_path))
+        else:
+            self.session = None
+            self._input_names = ["input_ids"]
         self._check_vocabulary(Path(model_path), Path(tokenizer_path))
         self._pool = POOLERS[spec.pooling]
         padding = self.tokenizer.padding
@@ -180,6 +188,15 @@ class TextEncoder:
         if highest >= self.spec.vocab_size:
             raise BundleError(f"{tokenizer_path}: has token id {highest} but the model has {self.spec.vocab_size} "
                               "tokens: the tokenizer does not belong to this encoder; rebuild the bundle")
+        if self.table is not None:
+            if self.table.dim != self.spec.dim:
+                raise BundleError(f"{model_path}: its table has {self.table.dim}-d rows, the manifest says "
+                                  f"{self.spec.dim}")
+            if highest >= self.table.vocab_size:
+                raise BundleError(f"{tokenizer_path}: has token id {highest} but the model's table has "
+                                  f"{self.table.vocab_size} rows: the tokenizer does not belong to this encoder; "
+                                  "rebuild the bundle")
+            return
         ids = np.asarray([[highest]], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         try:
@@ -193,7 +210,8 @@ class TextEncoder:
 
     @property
     def providers(self) -> list[str]:
-        return list(self.session.get_providers())
+        """ONNX Runtime's execution providers in use; ["numpy"] for a static encoder's table."""
+        return ["numpy"] if self.session is None else list(self.session.get_providers())
 
     def encode(
         self,
@@ -219,11 +237,14 @@ class TextEncoder:
         """One text's vector: the query path. Same result as ``encode([text])[0]``, without
         padding, so pooling needs no mask."""
         encoding = self.tokenizer.encode(text)
-        ids = np.asarray([encoding.ids], dtype=np.int64)
-        ones = np.ones_like(ids)
-        feed = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
-        hidden = self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})[0]
-        vector = pool_one(hidden[0], self.spec.pooling)
+        if self.table is not None:
+            vector = self.table.mean(encoding.ids)
+        else:
+            ids = np.asarray([encoding.ids], dtype=np.int64)
+            ones = np.ones_like(ids)
+            feed = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run([self.spec.output], {name: feed[name] for name in self._input_names})[0]
+            vector = pool_one(hidden[0], self.spec.pooling)
         if self.spec.normalize:
             vector = unit_vector(vector)
         return vector.astype(np.float32, copy=False)
@@ -244,9 +265,19 @@ class TextEncoder:
         return {name: feed[name] for name in self._input_names}, mask
 
     def _run(self, encodings: list) -> np.ndarray:
-        feed, mask = self._feed(encodings)
-        hidden = self.session.run([self.spec.output], feed)[0]
-        vectors = self._pool(hidden, mask)
+        if self.table is not None:  # unpadded, text by text: numpy's gather is the whole cost
+            vectors = np.stack([self.table.mean(e.ids) for e in encodings])
+        else:
+            feed, mask = self._feed(encodings)
+            hidden = self.session.run([self.spec.output], feed)[0]
+            vectors = self._pool(hidden, mask)
         if self.spec.normalize:
             vectors = l2_normalize(vectors)
         return vectors.astype(np.float32, copy=False)
+
+
+def _static_table(model_path: Path, spec: EncoderSpec) -> StaticTable | None:
+    """The table of a static encoder that mean-pools its rows; None for any other model."""
+    if spec.pooling != "mean" or list(spec.inputs) != ["input_ids"]:
+        return None
+    return read_static_table(model_path, spec.output)

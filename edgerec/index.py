@@ -164,9 +164,10 @@ class ItemIndex:
             # hnswlib gives up ("Cannot return the results in a contiguous 2D array") when
             # its graph walk finds fewer than k items, as it does for k near the item count.
             labels, distances = self._exact_search(query[0], wanted)
-        keep = np.array([label not in skip for label in labels], dtype=bool)
-        labels, scores = labels[keep][:k], (1.0 - distances[keep][:k]).astype(np.float32)
-        return labels, scores
+        if skip:
+            keep = np.array([label not in skip for label in labels], dtype=bool)
+            labels, distances = labels[keep], distances[keep]
+        return labels[:k], (1.0 - distances[:k]).astype(np.float32)
 
     def _exact_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (labels, ip distances) by brute force: the fallback when hnswlib cannot return k items."""

@@ -187,9 +187,11 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
     """The top ``k`` of cosine + ``weight`` x margin x BM25 / best over the two candidate lists (best, second:
     the query's two best BM25 scores, ``lexical_scores`` being best first; margin = (best - second) / best).
 
-    ``cosine_of(labels)``: the exact cosine of those items to the query (for lexical candidates the
-    encoder's search did not return). An item in neither list has a lower fused score than the encoder's
-    k-th, unless its BM25 beats the lexical pool's last: the pool is sized so that this is rare.
+    ``cosine_of(labels)``: the exact cosine of those items to the query, asked only for lexical candidates
+    the encoder's search did not return and that could still make the top ``k``: such an item's cosine is
+    at most the encoder's k-th, so one whose share cannot lift that past the k-th fused score is skipped
+    unread (a tie with the k-th stays with the encoder's own list). An item in neither list has a lower fused score than the encoder's k-th, unless its BM25 beats
+    the lexical pool's last: the pool is sized so that this is rare.
     """
     if len(lexical_labels) == 0:
         return dense_labels[:k], dense_scores[:k]
@@ -197,12 +199,18 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
     best = float(lexical_scores[0])
     margin = 1.0 - (float(lexical_scores[1]) / best if len(lexical_scores) > 1 else 0.0)
     fused = dict(zip(dense_labels.tolist(), dense_scores.tolist()))
-    found = lexical_labels.tolist()
-    missing = [label for label in found if label not in fused]
-    if missing:
-        fused.update(zip(missing, np.asarray(cosine_of(np.asarray(missing, dtype=np.int64))).tolist()))
-    for label, share in zip(found, (lexical_scores * (weight * margin / best)).tolist()):
-        fused[label] += share
+    shares = dict(zip(lexical_labels.tolist(), (lexical_scores * (weight * margin / best)).tolist()))
+    for label in fused.keys() & shares.keys():
+        fused[label] += shares[label]
+    outside = [(label, share) for label, share in shares.items() if label not in fused]
+    if len(dense_labels) >= k and outside:
+        ceiling = float(dense_scores[k - 1])  # the most an item the search did not return can have
+        floor = sorted(fused.values(), reverse=True)[k - 1]
+        outside = [(label, share) for label, share in outside if ceiling + share > floor]
+    if outside:
+        missing = np.asarray([label for label, _ in outside], dtype=np.int64)
+        cosines = np.asarray(cosine_of(missing)).tolist()
+        fused.update((label, cosine + share) for (label, share), cosine in zip(outside, cosines))
     labels = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
     scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
     order = np.lexsort((labels, -scores))[:k]  # best first; ties to the lower label

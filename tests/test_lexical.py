@@ -101,6 +101,36 @@ def test_fuse_scores_both_lists_and_looks_up_the_cosine_of_lexical_only_items() 
     assert same[0].tolist() == [0]
 
 
+def test_fuse_reads_only_the_lexical_items_that_can_reach_the_top_k() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        cosines = rng.uniform(-0.2, 0.9, size=60)
+        k = int(rng.integers(1, 8))
+        dense_labels = np.argsort(-cosines, kind="stable")[:k]  # an exact search
+        lexical_labels = rng.choice(60, size=int(rng.integers(1, 30)), replace=False)
+        lexical_scores = np.sort(rng.exponential(size=len(lexical_labels)))[::-1] * 5
+        weight = float(rng.uniform(0.1, 2.0))
+        looked_up: list[int] = []
+
+        def cosine_of(labels):
+            looked_up.extend(labels.tolist())
+            return cosines[labels]
+
+        labels, scores = fuse(dense_labels, cosines[dense_labels], lexical_labels, lexical_scores, cosine_of, weight, k)
+        best = lexical_scores[0]
+        margin = 1 - (lexical_scores[1] / best if len(lexical_scores) > 1 else 0)
+        every = cosines.copy()  # scoring every item by hand
+        every[lexical_labels] += weight * margin * lexical_scores / best
+        candidates = np.union1d(dense_labels, lexical_labels)
+        expected = candidates[np.lexsort((candidates, -every[candidates]))][:k]
+        assert labels.tolist() == expected.tolist(), trial
+        assert scores == pytest.approx(every[expected], abs=1e-6)
+        assert set(looked_up) <= set(lexical_labels.tolist()) - set(dense_labels.tolist())
+    flat = fuse(np.array([0, 1]), np.array([0.9, 0.8]), np.array([5, 6]), np.array([2.0, 2.0]),
+                lambda labels: pytest.fail("no lexical item can pass the k-th with a share of 0"), 1.0, 2)
+    assert flat[0].tolist() == [0, 1]
+
+
 def test_a_bundle_built_from_a_model_fuses_exactly_as_scoring_every_item(tiny_model: Path, tmp_path: Path) -> None:
     from tiny import tiny_catalog
 

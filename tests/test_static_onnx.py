@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgerec.errors import BundleError
 from tiny import make_tiny_teacher
 
 pytest.importorskip("onnx")
@@ -43,6 +44,50 @@ def test_the_gather_graph_reads_as_the_static_model(tmp_path: Path) -> None:
         write_static_onnx(rows, tmp_path / "x.onnx", "int4")
     with pytest.raises(ValueError, match="finite"):
         write_static_onnx(np.full((3, 2), np.nan), tmp_path / "y.onnx")
+
+
+def test_the_runtime_computes_a_static_graph_itself_with_onnx_runtimes_numbers(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from edgerec.bundle.manifest import EncoderSpec
+    from edgerec.bundle.static_graph import read_static_table
+    from edgerec.encoder import TextEncoder
+    from export.stages.static_embed import vocabulary_words
+    from export.stages.static_onnx import OUTPUT, write_static_onnx
+
+    tokenizer = make_tiny_teacher(tmp_path / "teacher") / "tokenizer.json"
+    rows = np.random.default_rng(2).normal(size=(len(vocabulary_words(tokenizer)[0]), 16)).astype(np.float32)
+    spec = EncoderSpec(max_length=32, pooling="mean", normalize=True, dim=16, inputs=("input_ids",), output=OUTPUT,
+                       vocab_size=len(rows))
+    for storage in ("float16", "int8"):
+        path = write_static_onnx(rows, tmp_path / f"{storage}.onnx", storage)
+        encoder = TextEncoder(path, tokenizer, spec, threads=1)
+        assert encoder.providers == ["numpy"] and encoder.session is None
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for text in TEXTS:
+            ids = np.asarray([encoder.tokenizer.encode(text).ids], dtype=np.int64)
+            mean = session.run(None, {"input_ids": ids})[0][0].mean(axis=0)
+            np.testing.assert_allclose(encoder.encode_one(text), mean / np.linalg.norm(mean), atol=1e-6)
+        np.testing.assert_allclose(encoder.encode(TEXTS), np.stack([encoder.encode_one(t) for t in TEXTS]), atol=1e-6)
+    # Anything but the exact graph goes to ONNX Runtime: another output name, an extra node, a cut file.
+    assert read_static_table(tmp_path / "int8.onnx", "other") is None
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    model.graph.node[-1].output[0] = "scaled"
+    model.graph.node.append(onnx.helper.make_node("Neg", ["scaled"], [OUTPUT]))
+    onnx.save(model, str(tmp_path / "negated.onnx"))
+    assert read_static_table(tmp_path / "negated.onnx", OUTPUT) is None
+    negated = TextEncoder(tmp_path / "negated.onnx", tokenizer, spec, threads=1)
+    assert negated.providers == ["CPUExecutionProvider"]
+    np.testing.assert_allclose(negated.encode_one(TEXTS[0]), -encoder.encode_one(TEXTS[0]), atol=1e-6)
+    data = (tmp_path / "int8.onnx").read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 3):
+        (tmp_path / "cut.onnx").write_bytes(data[:cut])
+        assert read_static_table(tmp_path / "cut.onnx", OUTPUT) is None
+    small = EncoderSpec(max_length=32, pooling="mean", normalize=True, dim=8, inputs=("input_ids",), output=OUTPUT,
+                        vocab_size=len(rows))
+    with pytest.raises(BundleError, match="16-d rows"):
+        TextEncoder(tmp_path / "int8.onnx", tokenizer, small, threads=1)
 
 
 def test_a_static_model_is_read_back_as_a_base_to_fit(tmp_path: Path) -> None:

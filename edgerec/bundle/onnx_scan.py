@@ -56,12 +56,12 @@ def _walk(data: memoryview, kind: int, depth: int) -> str | None:
     children = _CHILDREN[kind]
     position, end = 0, len(data)
     while position < end:
-        key, position = _varint(data, position)
+        key, position = read_varint(data, position)
         if key is None:
             return "is not a valid ONNX model (cut short)"
         field, wire = key >> 3, key & 7
         if wire == 0:
-            value, position = _varint(data, position)
+            value, position = read_varint(data, position)
             if value is None:
                 return "is not a valid ONNX model (cut short)"
             if kind == _TENSOR and field == _DATA_LOCATION and value == _EXTERNAL:
@@ -71,7 +71,7 @@ def _walk(data: memoryview, kind: int, depth: int) -> str | None:
             if position > end:
                 return "is not a valid ONNX model (cut short)"
         elif wire == 2:
-            length, position = _varint(data, position)
+            length, position = read_varint(data, position)
             if length is None or position + length > end:
                 return "is not a valid ONNX model (cut short)"
             if kind == _TENSOR and field == _EXTERNAL_DATA:
@@ -87,7 +87,7 @@ def _walk(data: memoryview, kind: int, depth: int) -> str | None:
     return None if position == end else "is not a valid ONNX model (cut short)"
 
 
-def _varint(data: memoryview, position: int) -> tuple[int | None, int]:
+def read_varint(data: memoryview, position: int) -> tuple[int | None, int]:
     value = shift = 0
     while position < len(data) and shift < 70:
         byte = data[position]
