@@ -149,12 +149,21 @@ def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: st
 @main.command()
 @click.argument("history", nargs=-1, required=True)
 @click.option("--include-seen", is_flag=True, help="Allow items of the history in the results.")
+@click.option("--dislike", "disliked", multiple=True, metavar="ITEM_ID",
+              help="An item the user turned down (repeatable): never answered, and the answer moves away from it.")
+@click.option("--strategy", type=click.Choice(["average", "best_score"]), default="average", show_default=True,
+              help="How disliked items move the answer (README, \"Recommend\").")
+@click.option("--prior", type=click.FloatRange(min=0, max=10), default=None,
+              help="Weight of the bundle's item prior (popularity) for this call; 0 leaves it out "
+                   "(default: the bundle's).")
 @runtime_options
-def recommend(history: Sequence[str], include_seen: bool, k: int, as_json: bool, threads: int | None,
-              device: str, ef: int | None, bundle: str | None) -> None:
+def recommend(history: Sequence[str], include_seen: bool, disliked: Sequence[str], strategy: str,
+              prior: float | None, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
+              bundle: str | None) -> None:
     """Items for someone who liked HISTORY (item ids, most recent last)."""
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
-    _print(rec.recommend(list(history), k=k, exclude_seen=not include_seen), as_json)
+    _print(rec.recommend(list(history), k=k, exclude_seen=not include_seen, disliked=list(disliked),
+                         strategy=strategy, prior=prior), as_json)
 
 
 @main.command()
@@ -253,6 +262,42 @@ def remove(item_ids: Sequence[str], threads: int | None, bundle: str | None) -> 
 
 
 @main.command()
+@click.argument("events", type=click.Path())
+@click.option("--user-field", default="user", show_default=True, help="Column naming the user.")
+@click.option("--item-field", default="item", show_default=True, help="Column naming the item (its id).")
+@click.option("--time-field", default="timestamp", show_default=True,
+              help="Column with the time (Unix seconds or an ISO 8601 date).")
+@click.option("--rating-field", default=None, help="Column with a rating (for --min-rating).")
+@click.option("--min-rating", type=float, default=None, help="Leave out events rated below this.")
+@click.option("--half-life-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Count an event this many days older than the newest at half weight (default: all count 1).")
+@click.option("--weight", type=click.FloatRange(min=0, max=10), default=None,
+              help="The prior's weight in recommend (default: the bundle's, else 0.2).")
+@bundle_option
+def prior(events: str, user_field: str, item_field: str, time_field: str, rating_field: str | None,
+          min_rating: float | None, half_life_days: float | None, weight: float | None, bundle: str | None) -> None:
+    """Count EVENTS (.csv, .tsv or .jsonl: user, item, time) into the item prior of the bundle home --bundle.
+
+    
+    recommend then adds weight x log(1 + count) / log(1 + largest count) to each
+    item's similarity: what your own users choose now, without exporting again.
+    Written as a new version of the home and switched to atomically.
+    """
+    from .events import EventColumns
+    from .update.store import Store
+
+    home = str(resolve_bundle_path(bundle))
+    columns = EventColumns(user=user_field, item=item_field, timestamp=time_field, rating=rating_field)
+    report = Store(home).set_prior(events, columns=columns, min_rating=min_rating, half_life_days=half_life_days,
+                                   weight=weight)
+    read = report.events
+    click.echo(f"{safe(home)}: version {report.version} is current (previous {report.previous}): item prior of "
+               f"{read.kept:,} events from {read.users:,} users, weight {report.weight:g} "
+               f"({read.unknown_items:,} events of unknown items and {read.below_min_rating:,} below --min-rating "
+               "left out)", err=True)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and providers as JSON.")
 @bundle_option
 def info(as_json: bool, bundle: str | None) -> None:
@@ -281,6 +326,10 @@ def info(as_json: bool, bundle: str | None) -> None:
            f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}"]),
         *([f"lexical     BM25 (k1 {manifest.lexical.k1}, b {manifest.lexical.b}) fused: cosine + "
            f"{manifest.lexical.weight} x margin x BM25 / best"] if manifest.lexical else []),
+        *([f"prior       recommend adds {manifest.prior.weight:g} x log(1 + count) / log(1 + largest): "
+           f"{manifest.prior.events:,} events from {safe(manifest.prior.source)}"
+           + (f", half-life {manifest.prior.half_life_days:g} days" if manifest.prior.half_life_days else "")]
+          if manifest.prior else []),
         *([f"descriptions {manifest.descriptions.model.dim}-d model; it takes part when a query's top-10 "
             f"margin < {manifest.descriptions.max_margin} and its top title holds < "
             f"{manifest.descriptions.min_title_cover:.2f} of its words (weight {manifest.descriptions.weight})"]

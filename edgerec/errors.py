@@ -52,6 +52,11 @@ class CatalogError(InputError):
     """A catalogue file handed to `build` cannot be used."""
 
 
+class EventsError(InputError):
+    """An interactions file (`edgerec prior`, the export stage) cannot be used; the message names the file
+    and, where there is one, the line."""
+
+
 class ProviderError(EdgerecError):
     """The requested ONNX Runtime execution provider is not available."""
 

@@ -20,13 +20,16 @@ from .errors import EmptyQueryError, InputError, UnknownItemError
 from .index import ItemIndex
 from .items import ItemTable
 from .lexical import LEXICAL_POOL, LexicalIndex, WordSplitter, fuse
-from .user import user_vector
+from .prior import ItemPrior
+from .user import STRATEGIES, away_from, best_scores, user_vector
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
 MAX_K = 10_000
 # One encode() call holds all its texts and vectors at once; beyond this, split the work.
 MAX_ENCODE_TEXTS = 100_000
 MAX_BATCH_SIZE = 1024
+# With an item prior or disliked items, candidates beyond the top k by cosine that can still rise into it.
+PRIOR_SEARCH = 50
 
 
 @dataclass(frozen=True)
@@ -85,13 +88,18 @@ class Recommender:
     _load_options: tuple[int | None, str, int | None] = (DEFAULT_THREADS, "cpu", None)
 
     def __init__(self, bundle: Bundle, encoder: TextEncoder, index: ItemIndex, items: ItemTable,
-                 descriptions: DescriptionModel | None = None, lexical: LexicalIndex | None = None) -> None:
+                 descriptions: DescriptionModel | None = None, lexical: LexicalIndex | None = None,
+                 prior: ItemPrior | None = None) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.index = index
         self.items = items
         self.descriptions = descriptions  # for descriptive queries, when the bundle has one (edgerec.descriptions)
         self.lexical = lexical  # BM25 fused into text queries, when the bundle has it (edgerec.lexical)
+        self.prior = prior  # popularity added in recommend, when the bundle has it (edgerec.prior)
+        # The most popular items join every recommend with a prior: their vectors are kept at hand.
+        self._popular = {} if prior is None else {int(label): row for row, label in enumerate(prior.ranked)}
+        self._popular_vectors = None if prior is None else index.vectors(prior.ranked)
 
     @classmethod
     def load(
@@ -128,7 +136,10 @@ class Recommender:
         if manifest.lexical is not None:
             lexical = LexicalIndex.from_bytes(bundle.path("lexical").read_bytes(), WordSplitter(encoder.tokenizer),
                                               size=len(items), name=str(bundle.path("lexical")))
-        recommender = cls(bundle, encoder, index, items, descriptions, lexical)
+        prior = None
+        if manifest.prior is not None:
+            prior = ItemPrior.from_bytes(bundle.path("prior").read_bytes(), size=len(items), name=str(bundle.path("prior")))
+        recommender = cls(bundle, encoder, index, items, descriptions, lexical, prior)
         recommender._load_options = (threads, device, ef)
         return recommender
 
@@ -226,7 +237,9 @@ class Recommender:
         vector = self.index.vectors([label])[0]
         return self._results(*self.index.search(vector, k, exclude=[label]))
 
-    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True) -> list[Recommendation]:
+    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
+                  disliked: Sequence[str] = (), strategy: str = "average",
+                  prior: float | None = None) -> list[Recommendation]:
         """Items for a user who liked ``history`` (item ids, most recent last).
 
         The most recent items (the bundle's ``user.window``) make the search
@@ -234,19 +247,73 @@ class Recommender:
         ``exclude_seen`` is False. An item named more than once counts once, at
         its most recent position. An unknown id raises UnknownItemError: the
         whole history is refused rather than answered without it.
+
+        ``disliked``: item ids the user turned down; they are never answered, and the answer moves away
+        from them by ``strategy`` (edgerec.user: "average" or "best_score").
+        ``prior``: the weight of the bundle's item prior (edgerec.prior) for this call instead of the
+        bundle's own; 0 leaves popularity out. A bundle without a prior accepts only None or 0.
         """
         k = self._check_k(k)
         if isinstance(history, (str, bytes, bytearray)) or not isinstance(history, Sequence):
             raise TypeError("history must be a sequence of item ids, e.g. ['Alien (1979)']")
+        if isinstance(disliked, (str, bytes, bytearray)) or not isinstance(disliked, Sequence):
+            raise TypeError("disliked must be a sequence of item ids, e.g. ['Alien (1979)']")
         if not isinstance(exclude_seen, bool):
             raise TypeError(f"exclude_seen must be a bool, got {type(exclude_seen).__name__}")
+        if strategy not in STRATEGIES:
+            raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        weight = self._prior_weight(prior)
         if len(history) == 0:
             raise EmptyQueryError("history is empty: give at least one item id")
         labels = [self._label(item_id, name=f"history[{i}]") for i, item_id in enumerate(history)]
         # Keep each item's last occurrence: a re-watched item is recent, not twice as weighty.
         labels = list(reversed(dict.fromkeys(reversed(labels))))
+        turned_down = list(dict.fromkeys(self._label(item_id, name=f"disliked[{i}]")
+                                         for i, item_id in enumerate(disliked)))
         vector = self.user_vector(labels)
-        return self._results(*self.index.search(vector, k, exclude=labels if exclude_seen else ()))
+        exclude = [*(labels if exclude_seen else ()), *turned_down]
+        score_of = None  # the candidates' scores when they are not the cosine to ``vector``
+        if turned_down and strategy == "average":
+            vector = away_from(vector, self.index.vectors(turned_down))
+        elif turned_down:
+            liked = self.index.vectors(labels[-self.bundle.manifest.user.window:])
+            against = self.index.vectors(turned_down)
+            score_of = lambda rows: best_scores(self._vectors(rows), liked, against)  # noqa: E731
+        if weight == 0.0 and score_of is None:
+            return self._results(*self.index.search(vector, k, exclude=exclude))
+        wanted = min(k + PRIOR_SEARCH, len(self.items))
+        found, cosines = self.index.search(vector, wanted, exclude=exclude)
+        ceiling = float(cosines[-1]) if score_of is None and len(found) == wanted else None
+        if score_of is None:
+            score_of = lambda rows: self._vectors(rows) @ vector  # noqa: E731
+        else:  # an item's best score is its cosine to one liked item: each one's neighbours are candidates
+            near = [self.index.search(v, wanted, exclude=exclude)[0] for v in liked]
+            found = np.unique(np.concatenate([found, *near]))
+            cosines = score_of(found)
+        if weight == 0.0 or self.prior is None:
+            order = np.lexsort((found, -cosines))[:k]
+            return self._results(found[order], cosines[order])
+        return self._results(*self.prior.rerank(found, cosines, score_of, weight, k, exclude=exclude,
+                                                ceiling=ceiling))
+
+    def _vectors(self, labels: np.ndarray) -> np.ndarray:
+        """Item vectors, from the popular items' kept copy when all are among them."""
+        rows = [self._popular.get(label) for label in labels.tolist()]
+        if self._popular_vectors is not None and None not in rows:
+            return self._popular_vectors[rows]
+        return self.index.vectors(labels)
+
+    def _prior_weight(self, prior: object) -> float:
+        """The item prior's weight for one call: ``prior`` when given, else the bundle's (0 without one)."""
+        if prior is None:
+            return self.bundle.manifest.prior.weight if self.bundle.manifest.prior is not None else 0.0
+        if isinstance(prior, bool) or not isinstance(prior, (int, float, np.floating, np.integer)):
+            raise TypeError(f"prior must be a number, got {type(prior).__name__}")
+        if not (np.isfinite(prior) and 0.0 <= prior <= 10.0):
+            raise InputError(f"prior must be between 0 and 10, got {prior}")
+        if prior > 0 and self.prior is None:
+            raise InputError("this bundle has no item prior; give it one with `edgerec prior EVENTS --bundle HOME`")
+        return float(prior)
 
     def user_vector(self, labels: Sequence[int]) -> np.ndarray:
         """The representation the bundle's model was trained for (edgerec.user, window from the manifest)."""

@@ -3,6 +3,11 @@
 The normalised mean of the unit vectors of the user's most recent items. The
 model in the default bundle is trained for exactly this (see export/stages/finetune.py),
 and the window it was trained with is stored in the bundle's manifest.
+
+Disliked items move the answer away from them, by one of two strategies (the
+two qdrant's recommend API offers): "average" searches with 2 x the liked mean
+minus the disliked mean; "best_score" scores each candidate by its best cosine
+to a liked item, or minus its best cosine to a disliked item when that is higher.
 """
 
 from __future__ import annotations
@@ -18,3 +23,20 @@ def user_vector(history_vectors: np.ndarray, window: int) -> np.ndarray:
         raise ValueError("a user vector needs at least one history item")
     mean = np.asarray(history_vectors[-window:], dtype=np.float32).mean(axis=0)
     return unit_vector(mean)
+
+
+STRATEGIES = ("average", "best_score")
+
+
+def away_from(vector: np.ndarray, disliked_vectors: np.ndarray) -> np.ndarray:
+    """The "average" strategy: the search vector moved away from the disliked items' mean."""
+    disliked = np.asarray(disliked_vectors, dtype=np.float32).mean(axis=0)
+    return unit_vector(2.0 * vector - disliked)
+
+
+def best_scores(candidates: np.ndarray, liked_vectors: np.ndarray, disliked_vectors: np.ndarray) -> np.ndarray:
+    """The "best_score" strategy: one score per candidate row, from its best cosine to a liked and to a
+    disliked item."""
+    liked = (candidates @ np.asarray(liked_vectors, dtype=np.float32).T).max(axis=1)
+    disliked = (candidates @ np.asarray(disliked_vectors, dtype=np.float32).T).max(axis=1)
+    return np.where(liked >= disliked, liked, -disliked).astype(np.float32)

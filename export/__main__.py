@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = minilm_teacher()
         records = movielens_1m_items()
         split = (load_split([r["id"] for r in records])
-                 if args.stage in ("all", "finetune", "distil", "static", "descriptions", "evaluate") else None)
+                 if args.stage in ("all", "finetune", "distil", "static", "bundle", "descriptions", "evaluate") else None)
     except SourceMissing as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 stage_static(records, split, config, progress=progress)
             elif args.stage == "bundle":
                 stage_bundle(teacher if config.static_base else student_facts(config), records, config,
-                             progress=progress)
+                             progress=progress, split=split)
             else:
                 from .measure.evaluation import run_evaluation
 
@@ -293,7 +293,7 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
             elif args.stage == "static":
                 stage_static(records, split, config, progress=progress)
             else:
-                stage_bundle(minilm_teacher(), records, config, progress=progress)
+                stage_bundle(minilm_teacher(), records, config, progress=progress, split=split)
     except ValidationFailed as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1

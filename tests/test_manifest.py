@@ -126,7 +126,7 @@ REFUSALS = [
     # (dotted field, new value or DELETE, fragment the message must contain)
     ("format", "other-bundle", "format must be 'edgerec-bundle'"),
     ("format", DELETE, "format must be 'edgerec-bundle'"),
-    ("schema_version", 5, "schema_version 5 is not supported"),
+    ("schema_version", 6, "schema_version 6 is not supported"),
     ("schema_version", 3, "does not fit the content, which is version 1"),
     ("schema_version", DELETE, "schema_version None is not supported"),
     ("colour", "blue", "unknown fields ['colour']"),

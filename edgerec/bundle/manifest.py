@@ -25,7 +25,9 @@ SCHEMA_VERSION = 1  # what a bundle without a description model is written as, s
 DESCRIPTIONS_SCHEMA_VERSION = 3
 # A lexical index (edgerec.lexical), or a model with no items (what `edgerec build` starts from).
 LEXICAL_SCHEMA_VERSION = 4
-READABLE_VERSIONS = (SCHEMA_VERSION, DESCRIPTIONS_SCHEMA_VERSION, LEXICAL_SCHEMA_VERSION)
+# An item prior (edgerec.prior): an older reader would answer `recommend` without it, so it says "upgrade".
+PRIOR_SCHEMA_VERSION = 5
+READABLE_VERSIONS = (SCHEMA_VERSION, DESCRIPTIONS_SCHEMA_VERSION, LEXICAL_SCHEMA_VERSION, PRIOR_SCHEMA_VERSION)
 MANIFEST_NAME = "manifest.json"
 
 # Roles every bundle has; the reader refuses a manifest missing one. A model has only the first two.
@@ -41,6 +43,7 @@ FILE_NAMES = {
     "descriptions": "descriptions.onnx",
     "descriptions_tokenizer": "descriptions-tokenizer.json",  # when the description model has its own
     "lexical": "lexical.npz",
+    "prior": "prior.npy",
 }
 POOLINGS = ("mean", "cls")
 SPACES = ("ip", "cosine", "l2")
@@ -220,6 +223,30 @@ class LexicalSpec:
 
 
 @dataclass(frozen=True)
+class PriorSpec:
+    """The item prior (edgerec.prior) `recommend` adds: cosine + ``weight`` x log(1 + count) / log(1 + the
+    largest count), counts in files.prior. ``events``: how many events were counted, from ``source``;
+    ``half_life_days``: the recency weighting they were counted with (None: every event counts 1)."""
+
+    weight: float
+    events: int
+    source: str
+    half_life_days: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.weight, (int, float)) and not isinstance(self.weight, bool)
+                 and math.isfinite(self.weight) and 0.0 <= self.weight <= 10.0,
+                 f"prior.weight must be a number in [0, 10], got {self.weight!r}")
+        _require(isinstance(self.events, int) and not isinstance(self.events, bool) and self.events >= 0,
+                 f"prior.events must be a count, got {self.events!r}")
+        _require(isinstance(self.source, str), f"prior.source must be a string, got {self.source!r}")
+        _require(self.half_life_days is None or (
+            isinstance(self.half_life_days, (int, float)) and not isinstance(self.half_life_days, bool)
+            and math.isfinite(self.half_life_days) and self.half_life_days > 0),
+            f"prior.half_life_days must be a positive number or null, got {self.half_life_days!r}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a reader needs to verify and open a bundle.
 
@@ -236,6 +263,7 @@ class Manifest:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     descriptions: DescriptionSpec | None = None
     lexical: LexicalSpec | None = None
+    prior: PriorSpec | None = None
     format: str = FORMAT
     schema_version: int | None = None  # None: the lowest version that holds this content
 
@@ -253,6 +281,7 @@ class Manifest:
             extra = sorted(set(self.files) - set(MODEL_FILES) - {"notice"})
             _require(not extra, f"a model (no index, no items) holds only {MODEL_FILES} and a notice, not {extra}")
             _require(self.descriptions is None, "a model (no index, no items) has no description model")
+            _require(self.prior is None, "a model (no index, no items) has no item prior")
         else:
             _require(self.encoder.dim == self.index.dim,
                      f"encoder.dim {self.encoder.dim} differs from index.dim {self.index.dim}")
@@ -260,6 +289,8 @@ class Manifest:
                      f"items.count {self.items.count} differs from index.count {self.index.count}")
             _require(("lexical" in self.files) == (self.lexical is not None),
                      "files.lexical and the lexical section come together; one is missing")
+            _require(("prior" in self.files) == (self.prior is not None),
+                     "files.prior and the prior section come together; one is missing")
         _require(("descriptions" in self.files) == (self.descriptions is not None),
                  "files.descriptions and the descriptions section come together; one is missing")
         _require("descriptions_tokenizer" not in self.files or self.descriptions is not None,
@@ -288,6 +319,8 @@ class Manifest:
 
     def needed_version(self) -> int:
         """The lowest schema version that holds this content, so older readers open what they can."""
+        if self.prior is not None:
+            return PRIOR_SCHEMA_VERSION
         if self.is_model or self.lexical is not None:
             return LEXICAL_SCHEMA_VERSION
         return SCHEMA_VERSION if self.descriptions is None else DESCRIPTIONS_SCHEMA_VERSION
@@ -308,6 +341,8 @@ class Manifest:
             body["descriptions"] = asdict(self.descriptions)
         if self.lexical is not None:
             body["lexical"] = asdict(self.lexical)
+        if self.prior is not None:
+            body["prior"] = asdict(self.prior)
         body["checksum"] = _checksum(body)
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
@@ -321,7 +356,7 @@ class Manifest:
         _require(isinstance(raw, dict), "top level must be an object")
         _require(raw.get("format") == FORMAT, f"format must be {FORMAT!r}, got {raw.get('format')!r}")
         keys = {"format", "schema_version", "name", "files", "encoder", "index", "items", "user", "provenance",
-                "descriptions", "lexical", "checksum"}
+                "descriptions", "lexical", "prior", "checksum"}
         unknown = sorted(set(raw) - keys)
         _require(not unknown, f"unknown fields {unknown}")
         if "checksum" in raw:
@@ -345,6 +380,7 @@ class Manifest:
                 provenance=_obj(raw.get("provenance", {}), "provenance"),
                 descriptions=_description_spec(raw["descriptions"]) if "descriptions" in raw else None,
                 lexical=_build(LexicalSpec, raw["lexical"], "lexical") if "lexical" in raw else None,
+                prior=_build(PriorSpec, raw["prior"], "prior") if "prior" in raw else None,
                 schema_version=raw["schema_version"],
             )
         except KeyError as exc:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from ..errors import BundleError, IntegrityError, WriteError
 from .faults import fault_point
 from .manifest import (FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec,
-                       LexicalSpec, Manifest, UserSpec)
+                       LexicalSpec, Manifest, PriorSpec, UserSpec)
 from .reader import CHUNK_BYTES, sha256_of
 
 
@@ -102,6 +102,7 @@ class BundleWriter:
         user: UserSpec = UserSpec(),
         descriptions: DescriptionSpec | None = None,
         lexical: LexicalSpec | None = None,
+        prior: PriorSpec | None = None,
     ) -> Manifest:
         """Write the manifest of the files written and publish the bundle (``index`` and ``items`` None:
         a model, see Manifest)."""
@@ -118,7 +119,7 @@ class BundleWriter:
                 continue
             files[role] = FileEntry(path=file_name, size=size, sha256=digest)
         manifest = Manifest(name=name, files=files, encoder=encoder, index=index, items=items, user=user,
-                            provenance=provenance, descriptions=descriptions, lexical=lexical)
+                            provenance=provenance, descriptions=descriptions, lexical=lexical, prior=prior)
         manifest_path = self.staging / MANIFEST_NAME
         data = manifest.to_json().encode("utf-8")
         _check_landed(manifest_path, *write_new_file(manifest_path, [data]))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..bundle.hnsw_file import IndexFile, check_index_layout, validate_index_file
-from ..bundle.manifest import EncoderSpec, ItemsSpec, LexicalSpec, Manifest, UserSpec
+from ..bundle.manifest import EncoderSpec, ItemsSpec, LexicalSpec, Manifest, PriorSpec, UserSpec
 from ..bundle.reader import Bundle, open_bundle
 from ..bundle.writer import BundleWriter
 from ..encoder import TextEncoder
@@ -33,11 +33,14 @@ from ..errors import BundleError, CatalogError, WriteError
 from ..index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex
 from ..items import ItemTable, item_text, jsonl_bytes
 from ..lexical import LexicalBuilder, WordSplitter
+from ..prior import ItemPrior
 from .catalog import CatalogFile, survey_catalog, text_fields_among
 from .updated_items import UpdatedItems
 
 # progress(stage, done, total): called as work advances.
 Progress = Callable[[str, int, int], None]
+# An item prior to write: its setting and its counts, one per item (edgerec.prior).
+Prior = tuple[PriorSpec, np.ndarray]
 # The text fields a build from a model (no catalogue of its own to copy them from) looks for, in this order.
 COMMON_TEXT_FIELDS = ("title", "name", "text", "description", "summary", "genres", "tags", "keywords",
                       "category", "categories")
@@ -108,6 +111,7 @@ def build_bundle(
     notice_path: Path | None = None,
     lexical: LexicalSpec | None = None,
     vectors: np.ndarray | None = None,
+    prior: Prior | None = None,
     threads: int | None = None,
     batch_size: int = 32,
     m: int = DEFAULT_M,
@@ -120,6 +124,7 @@ def build_bundle(
 
     ``vectors``: unit vectors, one row per record, indexed instead of the model's reading of the item texts
     (the export stage's item vectors fitted to interactions); the model still reads queries and new items.
+    ``prior``: the item prior's setting and counts, one per record (edgerec.prior).
     Catalogue files go through ``build_from_catalog``, which never holds all records.
     """
     table = ItemTable.from_records(list(records), id_field)
@@ -131,7 +136,7 @@ def build_bundle(
             text_fields=text_fields,
             vectors=None if vectors is None else _checked_vectors(vectors, len(table), encoder_spec),
             user=user, name=name, provenance=provenance or {}, threads=threads, batch_size=batch_size,
-            m=m, ef_construction=ef_construction, ef=ef, progress=progress,
+            m=m, ef_construction=ef_construction, ef=ef, progress=progress, prior=_checked_prior(prior, len(table)),
         )
 
 
@@ -155,6 +160,7 @@ def write_streamed_bundle(
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
     vectors: np.ndarray | None = None,
+    prior: Prior | None = None,
 ) -> Manifest:
     """Encode, index and write ``count`` items from ``items`` a chunk at a time, then publish the bundle
     (with ``vectors``, one row per item: those are indexed instead of encoding).
@@ -212,9 +218,25 @@ def write_streamed_bundle(
     write_index(writer, index)  # frees the graph: ``index`` was the last reference
     if lexical is not None:
         writer.write("lexical", [lexical.finish().to_bytes()])
+    _write_prior(writer, prior)
     items_spec = ItemsSpec(count=count, id_field=id_field, text_fields=tuple(text_fields), columns=tuple(columns))
     return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
-                         provenance={**provenance, "build": build_facts}, lexical=model.lexical)
+                         provenance={**provenance, "build": build_facts}, lexical=model.lexical,
+                         prior=None if prior is None else prior[0])
+
+
+def _write_prior(writer: BundleWriter, prior: Prior | None) -> None:
+    if prior is not None:
+        writer.write("prior", [ItemPrior(prior[1]).to_bytes()])
+
+
+def _checked_prior(prior: Prior | None, count: int) -> Prior | None:
+    if prior is None:
+        return None
+    counts = np.asarray(prior[1], dtype=np.float32)
+    if counts.shape != (count,) or not np.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError(f"prior counts must be finite, non-negative, one per item ({count}), got {counts.shape}")
+    return prior[0], counts
 
 
 def _checked_vectors(vectors: np.ndarray, count: int, spec: EncoderSpec) -> np.ndarray:
@@ -237,6 +259,7 @@ def write_bundle_files(
     name: str,
     provenance: Mapping[str, Any],
     descriptions_from: Bundle | None = None,
+    prior: Prior | None = None,
 ) -> Manifest:
     """Write every file of a bundle whose items and index are in memory through ``writer`` and publish it
     (bundle-home updates; builds stream through ``write_streamed_bundle``). ``index`` is released.
@@ -260,10 +283,12 @@ def write_bundle_files(
         records = table.iter_records() if isinstance(table, UpdatedItems) else table.records
         lexical.add(item_text(record, text_fields) for record in records)
         writer.write("lexical", [lexical.finish().to_bytes()])
+    _write_prior(writer, prior)
     items_spec = ItemsSpec(count=len(table), id_field=table.id_field, text_fields=tuple(text_fields),
                            columns=table.columns())
     return writer.finish(name=name, encoder=model.spec, index=spec, items=items_spec, user=user,
-                         provenance=provenance, descriptions=descriptions, lexical=model.lexical)
+                         provenance=provenance, descriptions=descriptions, lexical=model.lexical,
+                         prior=None if prior is None else prior[0])
 
 
 def write_index(writer: BundleWriter, index: ItemIndex | IndexFile) -> None:

@@ -41,14 +41,16 @@ import numpy as np
 from ..bundle.hnsw_file import IndexFile, StoredVectors, validate_index_file
 from ..bundle.faults import fault_point
 from ..bundle.home import HOME_FORMAT, POINTER_NAME, VERSION_NAME, Pointer, is_home, read_pointer, version_number
-from ..bundle.manifest import FILE_NAMES
+from ..bundle.manifest import FILE_NAMES, PriorSpec
 from ..bundle.reader import Bundle, open_bundle, open_current
 from ..bundle.writer import OLD_MARK, STAGING_MARK, BundleWriter, fsync_dir, write_error, write_new_file
 from ..errors import BundleError, CatalogError, InputError, StoreBusyError, UnknownItemError
 from ..encoder import TextEncoder
+from ..events import EventColumns, EventsReport, read_events
 from ..index import ItemIndex
 from ..items import ItemTable, item_text
-from .build import ModelFiles, build_from_catalog, item_texts, tool_versions, write_bundle_files
+from ..prior import DEFAULT_WEIGHT, ItemPrior, event_counts, remap_counts
+from .build import ModelFiles, Prior, build_from_catalog, item_texts, tool_versions, write_bundle_files
 from .catalog import read_catalog
 from .prune import PRUNE_LIMIT, prune_index_file
 from .updated_items import UpdatedItems
@@ -70,6 +72,16 @@ class UpdateReport:
     replaced: int = 0  # ids that were there, given again (their records replace the old ones)
     removed: int = 0
     encoded: int = 0  # items whose text had to be encoded; the others' vectors were copied
+
+
+@dataclass(frozen=True)
+class PriorReport:
+    """What `set_prior` counted, and the version that holds it."""
+
+    version: str
+    previous: str | None
+    weight: float
+    events: EventsReport
 
 
 class Store:
@@ -149,6 +161,26 @@ class Store:
         count = manifest.items.count
         return UpdateReport(version=self.pointer().current, previous=previous, count=count, encoded=count)
 
+    def set_prior(self, events: str | os.PathLike[str], *, columns: EventColumns = EventColumns(),
+                  min_rating: float | None = None, half_life_days: float | None = None,
+                  weight: float | None = None) -> PriorReport:
+        """A new version whose item prior (edgerec.prior) counts the events in ``events``: an app's own
+        interactions, so that `recommend` leans towards what its users choose now. ``weight``: the prior's
+        weight (default: the current version's, else DEFAULT_WEIGHT). Nothing is encoded or indexed again."""
+        with self._locked():
+            current = open_current(self.home)
+            manifest = current.manifest
+            table = ItemTable.load(current.path("items"), manifest.items)
+            per_user, read = read_events(events, table.labels, columns, min_rating=min_rating)
+            counts = event_counts(per_user, len(table), half_life_days=half_life_days)
+            if weight is None:
+                weight = manifest.prior.weight if manifest.prior is not None else DEFAULT_WEIGHT
+            spec = PriorSpec(weight=float(weight), events=read.kept, source=Path(events).name,
+                             half_life_days=half_life_days)
+            self._commit(lambda out: _copy_bundle(current, out, prior=(spec, counts)), previous=current.version)
+            return PriorReport(version=self.pointer().current, previous=current.version, weight=spec.weight,
+                               events=read)
+
     # -- internals -----------------------------------------------------------
     def _update(self, current: Bundle, records: list[dict[str, Any]], remove_ids: Sequence[str], *,
                 catalog: str | None, threads: int | None, progress: Progress | None) -> UpdateReport:
@@ -194,6 +226,7 @@ class Store:
         reuse += [None] * len(added)
         if not rows:
             raise CatalogError("the update would leave no items; a bundle needs at least one")
+        prior = _carried_prior(current, old_table, rows)
         table = UpdatedItems(old_table, manifest.items.columns, rows)
         started = time.perf_counter()
         changed = [i for i, label in enumerate(reuse) if label is None]
@@ -246,7 +279,7 @@ class Store:
                 return write_bundle_files(
                     writer, table=table, index=index, model=ModelFiles.of_bundle(current),
                     text_fields=text_fields, user=manifest.user, name=manifest.name, provenance=provenance,
-                    descriptions_from=current,
+                    descriptions_from=current, prior=prior,
                 )
 
         self._commit(write_version, previous=current.version, name=report.version)
@@ -385,15 +418,31 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _copy_bundle(bundle: Bundle, out: Path) -> Any:
+def _copy_bundle(bundle: Bundle, out: Path, *, prior: Prior | None = None) -> Any:
+    """A verified copy of ``bundle``; with ``prior``, that item prior instead of the bundle's own."""
     manifest = bundle.manifest
     with BundleWriter(out) as writer:
         for role, entry in manifest.files.items():
-            if role in FILE_NAMES:
+            if role in FILE_NAMES and not (prior is not None and role == "prior"):
                 writer.copy_in(role, bundle.path(role), sha256=entry.sha256)
+        if prior is not None:
+            writer.write("prior", [ItemPrior(prior[1]).to_bytes()])
         return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
                              items=manifest.items, user=manifest.user, provenance=manifest.provenance,
-                             descriptions=manifest.descriptions, lexical=manifest.lexical)
+                             descriptions=manifest.descriptions, lexical=manifest.lexical,
+                             prior=manifest.prior if prior is None else prior[0])
+
+
+def _carried_prior(current: Bundle, old_table: ItemTable, rows: Sequence[int | Mapping[str, Any]]) -> Prior | None:
+    """The current item prior for the updated table (``rows``: an old label, or a new or replacing record):
+    an item keeps its count by id, a new item starts at 0."""
+    spec = current.manifest.prior
+    if spec is None:
+        return None
+    old = ItemPrior.from_bytes(current.path("prior").read_bytes(), size=len(old_table), name=str(current.path("prior")))
+    id_field = old_table.id_field
+    old_label_of = [row if isinstance(row, int) else old_table.labels.get(row[id_field]) for row in rows]
+    return spec, remap_counts(old.counts, old_label_of)
 
 
 def _rename_id(record: Mapping[str, Any], catalog_field: str, bundle_field: str) -> dict[str, Any]:

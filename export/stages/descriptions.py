@@ -221,7 +221,8 @@ def write_with_descriptions(source: Any, out: Path, model: Path, spec: Any, prov
         if tokenizer is not None:
             writer.copy_in("descriptions_tokenizer", tokenizer)
         return writer.finish(name=manifest.name, encoder=manifest.encoder, index=manifest.index,
-                             items=manifest.items, user=manifest.user, provenance=provenance, descriptions=spec)
+                             items=manifest.items, user=manifest.user, provenance=provenance, descriptions=spec,
+                             lexical=manifest.lexical, prior=manifest.prior)
 
 
 def blend_overlaps(rec: Any, model: Any, texts: Sequence[str], references: np.ndarray, weights: Sequence[float],

@@ -1,41 +1,21 @@
-"""A user's own interactions: a CSV, TSV or JSON Lines file of (user, item, timestamp[, rating]) events.
-
-The export stage's input besides the catalogue. Events of catalogue items are
-kept (those with a rating below ``min_rating`` left out), ordered by time per
-user and split leave-last-out (interactions.Split). Bad data is refused with the
-line it is on: a timestamp or rating that does not parse, a missing field.
-Events naming items the catalogue lacks are counted and dropped, unless they are
-more than ``max_unknown_share`` of the events (then the files do not belong
-together and nothing is trained). Users with fewer than MIN_POSITIVES kept
-events are dropped and counted.
+"""A user's own interactions for the export stage: the events file (edgerec.events, the one reader) split
+leave-last-out per user (interactions.Split). Users with fewer than MIN_POSITIVES kept events are dropped
+and counted; a split with no user left is refused.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Sequence
+
+from edgerec.events import MAX_UNKNOWN_SHARE, EventColumns, EventsError, read_events
 
 from .interactions import MIN_POSITIVES, Split, split_leave_last_out
 
-# Above this share of events naming unknown items, the interactions are refused.
-MAX_UNKNOWN_SHARE = 0.05
-
-
-class InteractionsError(ValueError):
-    """The interactions file cannot be used; the message names the file and, where there is one, the line."""
-
-
-@dataclass(frozen=True)
-class InteractionColumns:
-    user: str = "user"
-    item: str = "item"
-    timestamp: str = "timestamp"
-    rating: str | None = None     # with min_rating: events rated below it are left out
+# The export stage's names for the runtime's: one reader, one set of rules.
+InteractionColumns = EventColumns
+InteractionsError = EventsError
 
 
 @dataclass(frozen=True)
@@ -55,101 +35,16 @@ def read_interactions(path: str | Path, item_ids: Sequence[str], columns: Intera
                       *, min_rating: float | None = None, max_unknown_share: float = MAX_UNKNOWN_SHARE
                       ) -> tuple[Split, InteractionsReport]:
     """The leave-last-out split of the events in ``path`` over the catalogue ``item_ids`` (rows in that order)."""
-    path = Path(path)
     row_of: dict[str, int] = {}
     for row, item_id in enumerate(item_ids):
         if item_id in row_of:
             raise InteractionsError(f"the catalogue's ids are not unique: {item_id!r} appears twice")
         row_of[item_id] = row
-    if min_rating is not None and columns.rating is None:
-        raise InteractionsError("min_rating needs the rating column's name")
-    per_user: dict[str, list[tuple[float, int]]] = {}
-    events = unknown = low = 0
-    first_unknown = None
-    for line, record in _records(path):
-        events += 1
-        user, item = _field(record, columns.user, path, line), _field(record, columns.item, path, line)
-        when = _timestamp(_field(record, columns.timestamp, path, line), path, line)
-        if columns.rating is not None and min_rating is not None:
-            if _number(_field(record, columns.rating, path, line), "rating", path, line) < min_rating:
-                low += 1
-                continue
-        if item not in row_of:
-            unknown += 1
-            first_unknown = first_unknown or (line, item)
-            continue
-        per_user.setdefault(user, []).append((when, row_of[item]))
-    if events == 0:
-        raise InteractionsError(f"{path}: no events")
-    if unknown > max_unknown_share * events:
-        line, item = first_unknown  # type: ignore[misc]
-        raise InteractionsError(
-            f"{path}: {unknown:,} of {events:,} events ({unknown / events:.1%}) name items the catalogue lacks, "
-            f"e.g. {item!r} on line {line}; above {max_unknown_share:.0%} the two files do not belong together")
+    per_user, read = read_events(path, row_of, columns, min_rating=min_rating, max_unknown_share=max_unknown_share)
     split = split_leave_last_out(per_user, len(item_ids))
-    dropped = len(per_user) - split.users
     if split.users == 0:
-        raise InteractionsError(f"{path}: no user has {MIN_POSITIVES} or more kept events ({events:,} events, "
-                                f"{len(per_user):,} users): nothing to train or evaluate on")
-    report = InteractionsReport(events, events - unknown - low, unknown, low, split.users, dropped)
+        raise InteractionsError(f"{path}: no user has {MIN_POSITIVES} or more kept events ({read.events:,} events, "
+                                f"{read.users:,} users): nothing to train or evaluate on")
+    report = InteractionsReport(read.events, read.kept, read.unknown_items, read.below_min_rating, split.users,
+                                read.users - split.users)
     return split, report
-
-
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every event line; the header is line 1 of CSV and TSV."""
-    suffix = path.suffix.lower()
-    try:
-        handle = open(path, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise InteractionsError(f"{path}: cannot be read ({exc.strerror})") from None
-    with handle:
-        try:
-            if suffix in (".jsonl", ".ndjson"):
-                for number, text in enumerate(handle, start=1):
-                    if not text.strip():
-                        continue
-                    try:
-                        record = json.loads(text)
-                    except ValueError:
-                        raise InteractionsError(f"{path}, line {number}: not a JSON object") from None
-                    if not isinstance(record, dict):
-                        raise InteractionsError(f"{path}, line {number}: not a JSON object")
-                    yield number, record
-            elif suffix in (".csv", ".tsv"):
-                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-                for record in reader:
-                    yield reader.line_num, record
-            else:
-                raise InteractionsError(f"{path}: give a .csv, .tsv or .jsonl file")
-        except UnicodeDecodeError:
-            raise InteractionsError(f"{path}: not UTF-8 text") from None
-
-
-def _field(record: dict[str, Any], name: str, path: Path, line: int) -> str:
-    value = record.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InteractionsError(f"{path}, line {line}: no {name!r} (fields: {', '.join(map(str, record))})")
-    return str(value).strip()
-
-
-def _number(text: str, what: str, path: Path, line: int) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InteractionsError(f"{path}, line {line}: the {what} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise InteractionsError(f"{path}, line {line}: the {what} {text!r} is not a finite number")
-    return value
-
-
-def _timestamp(text: str, path: Path, line: int) -> float:
-    """Seconds: a number as it is (Unix time or any increasing count), or an ISO 8601 date and time."""
-    try:
-        return _number(text, "timestamp", path, line)
-    except InteractionsError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise InteractionsError(f"{path}, line {line}: the timestamp {text!r} is neither a number nor an ISO 8601 "
-                                "date (e.g. 2024-05-01T12:00:00)") from None

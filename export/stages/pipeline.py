@@ -18,7 +18,7 @@ import numpy as np
 from edgerec.update.build import build_bundle
 from edgerec.encoder import TextEncoder
 from edgerec.items import item_text
-from edgerec.bundle.manifest import LexicalSpec, UserSpec
+from edgerec.bundle.manifest import LexicalSpec, PriorSpec, UserSpec
 
 from .distil import shallow_copy
 from .finetune import TargetConfig, collaborative_targets
@@ -28,7 +28,7 @@ from .interactions import Split
 from .onnx_export import OPSET, encoder_spec, export_onnx
 from .quantize import VARIANTS, Int8Config, quantize_int8
 from .query_texts import query_like_texts
-from .ranking import evaluate, vector_scorer
+from .ranking import evaluate, prior_scorer, vector_scorer
 from .sources import QUERY_TEXTS, TeacherFacts, read_teacher
 from .speed import p50_latencies_ms
 from .static_embed import MAX_TOKENS as STATIC_MAX_TOKENS
@@ -526,14 +526,45 @@ def _static_provenance(config: ExportConfig) -> dict[str, Any]:
     }
 
 
+# Item prior weights tried on validation HR@10 (edgerec.prior); 0 stands for no prior.
+PRIOR_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def choose_prior(vectors: np.ndarray, split: Split, window: int, source: str) -> tuple[Any, dict[str, Any]]:
+    """The item prior, if validation says it helps: the weight with the best validation HR@10 (counts of the
+    training histories), written with the counts of every history before the test targets. None when the
+    best weight is 0."""
+    tried = {weight: evaluate(prior_scorer(vectors, window, split.popularity(), weight), split, "valid")["hr@10"]
+             for weight in PRIOR_WEIGHTS}
+    best = max(PRIOR_WEIGHTS, key=lambda w: (tried[w], -w))  # ties to the smaller weight
+    report = {"valid_hr@10": {f"{w:g}": round(v, 4) for w, v in tried.items()}, "weight": best}
+    print(f"[bundle] item prior on validation HR@10: "
+          + ", ".join(f"{w:g} -> {v:.4f}" for w, v in tried.items()) + f"; kept weight {best:g}")
+    if best == 0.0:
+        return None, report
+    counts = np.bincount(np.concatenate([*split.train, split.valid]), minlength=split.item_count)
+    spec = PriorSpec(weight=best, events=int(counts.sum()), source=source)
+    return (spec, counts.astype(np.float32)), report
+
+
 def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportConfig,
-                 progress: Any = None) -> dict[str, Any]:
-    """Encode the catalogue with the kept INT8 model and write the bundle, with every stage's report."""
+                 progress: Any = None, split: Split | None = None) -> dict[str, Any]:
+    """Encode the catalogue with the kept INT8 model and write the bundle, with every stage's report; with
+    ``split``, an item prior joins when validation says it helps (choose_prior)."""
     static = config.static_base is not None
     provenance = {"model": _static_provenance(config) if static else _layered_provenance(model, config),
                   "catalog": config.catalog_provenance}
     int8_path, tokenizer = config.work / INT8_NAME, config.work / TOKENIZER_NAME
     spec = static_spec(np.load(config.work / STATIC_ROWS)) if static else encoder_spec(model, int8_path)
+    vectors = np.load(config.work / ITEM_VECTORS) if static else None
+    prior, report = None, {}
+    if split is not None:
+        if vectors is None:  # the layered model's reading of the items, as the bundle will index it
+            texts = [item_text(r, config.text_fields) for r in records]
+            vectors = TextEncoder(int8_path, tokenizer, spec, threads=None).encode(texts)
+        prior, report["prior"] = choose_prior(vectors, split, config.targets.window,
+                                              f"{config.interactions_name} training interactions")
+        provenance["prior"] = report["prior"]
     print(f"[bundle] {'indexing the fitted item vectors of' if static else 'encoding'} {len(records)} items "
           f"into {config.out}")
     manifest = build_bundle(
@@ -541,10 +572,10 @@ def stage_bundle(model: TeacherFacts, records: Sequence[dict], config: ExportCon
         encoder_spec=spec, text_fields=config.text_fields, id_field=config.id_field,
         user=UserSpec(window=config.targets.window), name=config.name, provenance=provenance,
         notice_path=config.notice, overwrite=config.overwrite, progress=progress,
-        vectors=np.load(config.work / ITEM_VECTORS) if static else None,
+        vectors=vectors, prior=prior,
         lexical=LexicalSpec(weight=FUSION_WEIGHT) if static else None,
     )
-    report = {"bundle": str(config.out), "items": manifest.items.count}
+    report.update({"bundle": str(config.out), "items": manifest.items.count})
     _write_report(config.work, "bundle", report)
     return report
 
@@ -567,7 +598,7 @@ def run_all(teacher: TeacherFacts, records: Sequence[dict], split: Split, config
     if config.static_base is not None:
         if due("static"):
             stage_static(records, split, config, progress=progress)
-        stage_bundle(teacher, records, config, progress=progress)
+        stage_bundle(teacher, records, config, progress=progress, split=split)
         return
     if due("finetune"):
         stage_finetune(teacher, records, split, config, progress=progress)
@@ -578,7 +609,7 @@ def run_all(teacher: TeacherFacts, records: Sequence[dict], split: Split, config
         stage_onnx(student, records, config)
     if due("int8"):
         stage_int8(student, records, config)
-    stage_bundle(student, records, config, progress=progress)
+    stage_bundle(student, records, config, progress=progress, split=split)
 
 
 def clean(config: ExportConfig) -> None:

@@ -70,3 +70,11 @@ def vector_scorer(item_vectors: np.ndarray, window: int) -> Scorer:
     """The runtime's `recommend`: user vector (edgerec.user) against every item vector."""
     vectors = item_vectors / np.linalg.norm(item_vectors, axis=1, keepdims=True)
     return lambda histories: np.stack([user_vector(vectors[h], window) for h in histories]) @ vectors.T
+
+
+def prior_scorer(item_vectors: np.ndarray, window: int, counts: np.ndarray, weight: float) -> Scorer:
+    """The runtime's `recommend` with an item prior (edgerec.prior): cosine + weight x the counts' prior."""
+    from edgerec.prior import ItemPrior
+
+    vectors, prior = vector_scorer(item_vectors, window), ItemPrior(counts).scores.astype(np.float64)
+    return lambda histories: vectors(histories) + weight * prior
