@@ -151,8 +151,9 @@ def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: st
 @click.option("--include-seen", is_flag=True, help="Allow items of the history in the results.")
 @click.option("--dislike", "disliked", multiple=True, metavar="ITEM_ID",
               help="An item the user turned down (repeatable): never answered, and the answer moves away from it.")
-@click.option("--strategy", type=click.Choice(["average", "best_score"]), default="average", show_default=True,
-              help="How disliked items move the answer (README, \"Recommend\").")
+@click.option("--strategy", type=click.Choice(["exclude", "average", "best_score"]), default="exclude",
+              show_default=True, help="What disliked items do besides never being answered: nothing (exclude), or "
+                                      "move the answer away from them (average, best_score).")
 @click.option("--prior", type=click.FloatRange(min=0, max=10), default=None,
               help="Weight of the bundle's item prior (popularity) for this call; 0 leaves it out "
                    "(default: the bundle's).")

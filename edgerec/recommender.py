@@ -238,7 +238,7 @@ class Recommender:
         return self._results(*self.index.search(vector, k, exclude=[label]))
 
     def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
-                  disliked: Sequence[str] = (), strategy: str = "average",
+                  disliked: Sequence[str] = (), strategy: str = "exclude",
                   prior: float | None = None) -> list[Recommendation]:
         """Items for a user who liked ``history`` (item ids, most recent last).
 
@@ -248,8 +248,8 @@ class Recommender:
         its most recent position. An unknown id raises UnknownItemError: the
         whole history is refused rather than answered without it.
 
-        ``disliked``: item ids the user turned down; they are never answered, and the answer moves away
-        from them by ``strategy`` (edgerec.user: "average" or "best_score").
+        ``disliked``: item ids the user turned down; they are never answered, and with ``strategy``
+        "average" or "best_score" the answer also moves away from them (edgerec.user).
         ``prior``: the weight of the bundle's item prior (edgerec.prior) for this call instead of the
         bundle's own; 0 leaves popularity out. A bundle without a prior accepts only None or 0.
         """
@@ -275,7 +275,7 @@ class Recommender:
         score_of = None  # the candidates' scores when they are not the cosine to ``vector``
         if turned_down and strategy == "average":
             vector = away_from(vector, self.index.vectors(turned_down))
-        elif turned_down:
+        elif turned_down and strategy == "best_score":
             liked = self.index.vectors(labels[-self.bundle.manifest.user.window:])
             against = self.index.vectors(turned_down)
             score_of = lambda rows: best_scores(self._vectors(rows), liked, against)  # noqa: E731

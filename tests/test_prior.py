@@ -119,8 +119,11 @@ def test_disliked_items_are_never_answered_and_move_the_answer(tiny_bundle: Path
     against = [rec.items.labels[i] for i in disliked]
     window = rec.bundle.manifest.user.window
     vector = away_from(user_vector(rec.index.vectors(liked), window), rec.index.vectors(against))
-    average = [r.item_id for r in rec.recommend(history, k=8, disliked=disliked)]
+    average = [r.item_id for r in rec.recommend(history, k=8, disliked=disliked, strategy="average")]
     assert average == brute_force(rec, vector, 0.0, liked + against, 8)
+    plain = user_vector(rec.index.vectors(liked), window)
+    assert [r.item_id for r in rec.recommend(history, k=8, disliked=disliked)] == brute_force(
+        rec, plain, 0.0, liked + against, 8)  # the default only leaves them out
     best = rec.recommend(history, k=8, disliked=disliked, strategy="best_score")
     scores = best_scores(rec.index.vectors(range(len(rec))), rec.index.vectors(liked[-window:]),
                          rec.index.vectors(against)).astype(np.float64)
