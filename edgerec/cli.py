@@ -348,6 +348,34 @@ def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort
                     "from the single-thread ones", 1)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --api-key-file.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding the key that /v1/* requests must send as 'Authorization: Bearer KEY'.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Requests answered at once (default: one per core).")
+@click.option("--poll-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How often to look for a new version of a bundle home (0: only on SIGHUP).")
+@bundle_option
+def serve(host: str, port: int, api_key_file: str | None, threads: int | None, poll_seconds: float,
+          bundle: str | None) -> None:
+    """Serve the bundle over HTTP (needs the serve extra: pip install 'edgerec[serve]').
+
+    \b
+    POST /v1/query, /v1/similar, /v1/recommend; GET /v1/items/ID, /healthz,
+    /readyz, /metrics (Prometheus). A bundle home's new version is served
+    once loaded (polled, and on SIGHUP); SIGTERM finishes in-flight requests.
+    \b
+    Example:
+      edgerec serve --bundle my_home --port 8080
+    """
+    from .serve.server import ServeOptions, run_server
+
+    run_server(ServeOptions(bundle, host, port, api_key_file, threads, poll_seconds))
+
+
 def _argv_text(value: str) -> str:
     """Invalid UTF-8 in argv arrives as surrogate escapes: decode those bytes exactly as stdin is decoded."""
     try:

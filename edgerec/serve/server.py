@@ -1,0 +1,77 @@
+"""Run the app under uvicorn: the checks before listening, signals, and a clean exit.
+
+Before a socket is opened: the API key file is read and the bind address checked (a non-loopback
+address needs a key), so a misconfiguration is one line and exit 2, not a server that is open to
+the network. uvicorn handles SIGTERM and SIGINT (stop accepting, let in-flight requests finish,
+then exit); SIGHUP asks the reloader for the home's current version now.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+from ..errors import EdgerecError
+from .auth import ApiKey, check_exposure
+
+# How long SIGTERM waits for in-flight requests; each takes milliseconds, so this is generous.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    bundle: str | None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key_file: str | None = None
+    threads: int | None = None  # requests answered at once; None: one per core
+    poll_seconds: float = 2.0
+
+
+def run_server(options: ServeOptions) -> None:
+    """Serve until SIGTERM/SIGINT. Raises EdgerecError (exit codes as elsewhere) on a bad setup or
+    a bundle that cannot be loaded."""
+    key = ApiKey.from_file(options.api_key_file) if options.api_key_file is not None else None
+    check_exposure(options.host, key)
+    try:
+        import uvicorn
+
+        from .app import create_app
+        from .reloader import LiveBundle
+    except ImportError as exc:
+        raise EdgerecError(f"edgerec serve needs the serve extra ({exc.name} is missing): "
+                           "pip install 'edgerec[serve]'") from None
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    threads = options.threads or os.cpu_count() or 1
+    failure: list[EdgerecError] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_load_error(exc: EdgerecError) -> None:
+        failure.append(exc)
+        if server is not None:
+            server.should_exit = True  # what SIGTERM does: exit, with the load error as the reason
+
+    app = create_app(LiveBundle(options.bundle), api_key=key, threads=threads, poll_seconds=options.poll_seconds,
+                     on_load_error=stop_on_load_error)
+    config = uvicorn.Config(app, host=options.host, port=options.port, lifespan="on", log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    # uvicorn installs its own SIGTERM/SIGINT handlers while it runs and leaves SIGHUP alone.
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: app.state.reloader.request())
+    logging.getLogger("edgerec.serve").info(
+        "edgerec: starting on http://%s:%d (%d threads, %s, reload %s)", options.host, options.port, threads,
+        "API key required on /v1" if key else "no API key", f"every {options.poll_seconds:g} s and on SIGHUP"
+        if options.poll_seconds > 0 else "on SIGHUP")
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    if failure:
+        raise failure[0]
+    if not server.started:
+        raise EdgerecError(f"could not listen on {options.host}:{options.port} (see the message above)")
