@@ -319,9 +319,13 @@ def _thread_counts(ctx: click.Context, param: click.Parameter, value: str) -> li
 @click.option("--ort-threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
               help="ONNX Runtime intra-op threads of the shared Recommender.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--url", default=None,
+              help="Drive a running `edgerec serve` at this loopback URL (--threads: concurrent clients); "
+                   "answers are checked against this process's, from --bundle.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, help="The server's key, with --url.")
 @bundle_option
 def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort_threads: int | None,
-             as_json: bool, bundle: str | None) -> None:
+             as_json: bool, url: str | None, api_key_file: str | None, bundle: str | None) -> None:
     """Load-test one shared Recommender: latency, QPS, memory, and answers checked against one thread.
 
     \b
@@ -336,11 +340,20 @@ def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort
     from .tools.loadtest import format_report, run_loadtest
 
     rec = Recommender.load(bundle, threads=ort_threads)
-    report = run_loadtest(rec, threads=thread_counts, queries=queries, warmup=warmup, seed=seed)
+    if url is not None:
+        from .serve.auth import read_key_file
+        from .tools.loadtest_http import format_http_report, run_http_loadtest
+
+        report = run_http_loadtest(url, rec, clients=thread_counts, queries=queries, warmup=warmup, seed=seed,
+                                   api_key=read_key_file(api_key_file) if api_key_file else None)
+        lines = format_http_report(report)
+    else:
+        report = run_loadtest(rec, threads=thread_counts, queries=queries, warmup=warmup, seed=seed)
+        lines = format_report(report)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
-        click.echo("\n".join(safe(line) for line in format_report(report)))
+        click.echo("\n".join(safe(line) for line in lines))
     if not report.ok:
         unexpected = sum(run.unexpected_errors for run in report.runs)
         mismatches = sum(run.mismatches for run in report.runs)

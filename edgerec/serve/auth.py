@@ -22,24 +22,7 @@ class ApiKey:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "ApiKey":
-        """The key file's content, stripped: one token, no whitespace inside (it travels in a header)."""
-        try:
-            with open(path, "rb") as handle:
-                raw = handle.read(4097)
-        except FileNotFoundError:
-            raise InputError(f"api key file {os.fspath(path)!r}: no such file") from None
-        except OSError as exc:
-            raise InputError(f"api key file {os.fspath(path)!r}: cannot read ({exc.strerror})") from None
-        try:
-            key = raw.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise InputError(f"api key file {os.fspath(path)!r}: the key must be printable ASCII") from None
-        if not key:
-            raise InputError(f"api key file {os.fspath(path)!r} is empty; put one key (a long random token) in it")
-        if len(raw) > 4096 or any(not c.isprintable() or c.isspace() for c in key):
-            raise InputError(f"api key file {os.fspath(path)!r}: the key must be one token of printable ASCII "
-                             "without spaces, at most 4 KiB")
-        return cls(key)
+        return cls(read_key_file(path))
 
     def allows(self, authorization: str | None) -> bool:
         """Whether an Authorization header carries this key."""
@@ -50,6 +33,27 @@ class ApiKey:
             return False
         offered = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
         return hmac.compare_digest(offered, self._digest)
+
+
+def read_key_file(path: str | os.PathLike[str]) -> str:
+    """The key file's content, stripped: one token, no whitespace inside (it travels in a header)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(4097)
+    except FileNotFoundError:
+        raise InputError(f"api key file {os.fspath(path)!r}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"api key file {os.fspath(path)!r}: cannot read ({exc.strerror})") from None
+    try:
+        key = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"api key file {os.fspath(path)!r}: the key must be printable ASCII") from None
+    if not key:
+        raise InputError(f"api key file {os.fspath(path)!r} is empty; put one key (a long random token) in it")
+    if len(raw) > 4096 or any(not c.isprintable() or c.isspace() for c in key):
+        raise InputError(f"api key file {os.fspath(path)!r}: the key must be one token of printable ASCII "
+                         "without spaces, at most 4 KiB")
+    return key
 
 
 def is_loopback(host: str) -> bool:

@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+from ..bundle.home import read_pointer
+from ..bundle.manifest import MANIFEST_NAME
 from ..bundle.reader import Bundle
 from ..errors import EdgerecError, one_line
 from ..recommender import DEFAULT_THREADS, Recommender
@@ -60,18 +62,30 @@ class LiveBundle:
         self.current: Loaded | None = None  # None until the first load is done and warm
         self.error: EdgerecError | None = None  # why the first load failed
         self._lock = threading.Lock()  # one load or reload at a time
+        self._mark: object = None  # what _change_mark said when the served version was loaded
 
     def load(self) -> Loaded:
         with self._lock:
             rec = Recommender.load(self.path, threads=self.ort_threads)
+            self._mark = _served_mark(rec.bundle)
             return self._swap(rec)
 
-    def reload(self) -> bool:
-        """Swap in the home's current version if it changed; True when it did."""
+    def reload(self, *, force: bool = False) -> bool:
+        """Swap in the home's current version if it changed; True when it did.
+
+        Recommender.reload() verifies every file's sha256 even when nothing changed, too much work
+        for a poll every few seconds: a poll first compares the home's pointer (or a plain
+        directory's manifest.json stat), and only ``force`` (SIGHUP) always goes the full way.
+        """
         with self._lock:
             if self.current is None:
                 return False
+            mark = _change_mark(self.current.rec.bundle)
+            if not force and mark == self._mark:
+                return False
+            self._mark = mark  # a version that fails to load is not retried every poll, only once changed
             rec = self.current.rec.reload()
+            self._mark = _served_mark(rec.bundle)
             if rec is self.current.rec:
                 return False
             self._swap(rec)
@@ -86,6 +100,23 @@ class LiveBundle:
         return loaded
 
 
+def _served_mark(bundle: Bundle) -> object:
+    """The change mark of the version just opened (a home's pointer may have moved on since)."""
+    return bundle.version if bundle.home is not None else _change_mark(bundle)
+
+
+def _change_mark(bundle: Bundle) -> object:
+    """Cheap to read, and different once a new version is there: a home's pointer, else the stat of
+    a plain directory's manifest (rewritten whenever the directory is rebuilt)."""
+    try:
+        if bundle.home is not None:
+            return read_pointer(bundle.home).current
+        info = os.stat(bundle.root / MANIFEST_NAME)
+        return info.st_ino, info.st_size, info.st_mtime_ns
+    except (OSError, EdgerecError):
+        return None  # unreadable now: the full reload will say why
+
+
 class Reloader:
     def __init__(self, live: LiveBundle, poll_seconds: float,
                  on_outcome: Callable[[str], None] = lambda outcome: None) -> None:
@@ -94,13 +125,15 @@ class Reloader:
         self.on_outcome = on_outcome  # "swapped", "unchanged" or "failed", for the metrics
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._forced = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edgerec-reloader", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def request(self) -> None:
-        """Reload now (safe from a signal handler: it only sets an event)."""
+        """Reload now, verifying the bundle in full (safe from a signal handler: it only sets events)."""
+        self._forced.set()
         self._wake.set()
 
     def stop(self) -> None:
@@ -115,11 +148,13 @@ class Reloader:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            self.reload_once()
+            forced = self._forced.is_set()
+            self._forced.clear()
+            self.reload_once(force=forced)
 
-    def reload_once(self) -> str:
+    def reload_once(self, *, force: bool = False) -> str:
         try:
-            outcome = "swapped" if self.live.reload() else "unchanged"
+            outcome = "swapped" if self.live.reload(force=force) else "unchanged"
         except EdgerecError as exc:  # a damaged or half-removed version: keep serving the one we have
             log.warning("edgerec: reload failed, still serving %s: %s",
                         _describe(self.live.current), one_line(exc))

@@ -61,8 +61,11 @@ def run_server(options: ServeOptions) -> None:
                             access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                             server_header=False)
     server = uvicorn.Server(config)
-    # uvicorn installs its own SIGTERM/SIGINT handlers while it runs and leaves SIGHUP alone.
-    previous = signal.signal(signal.SIGHUP, lambda signum, frame: app.state.reloader.request())
+    # uvicorn installs its own SIGTERM/SIGINT handlers while it runs and leaves SIGHUP alone. Once it
+    # has drained, it restores the handlers found and raises the signal again: with these, a graceful
+    # stop ends the process with exit 0 instead of death by signal (or click's "Aborted!").
+    previous = {signal.SIGHUP: signal.signal(signal.SIGHUP, lambda signum, frame: app.state.reloader.request()),
+                **{sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}}
     logging.getLogger("edgerec.serve").info(
         "edgerec: starting on http://%s:%d (%d threads, %s, reload %s)", options.host, options.port, threads,
         "API key required on /v1" if key else "no API key", f"every {options.poll_seconds:g} s and on SIGHUP"
@@ -70,8 +73,13 @@ def run_server(options: ServeOptions) -> None:
     try:
         server.run()
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if failure:
         raise failure[0]
     if not server.started:
         raise EdgerecError(f"could not listen on {options.host}:{options.port} (see the message above)")
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)
