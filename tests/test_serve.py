@@ -259,6 +259,15 @@ def test_unsafe_or_broken_setups_are_refused_before_listening(tiny_bundle: Path,
     assert result.stderr.startswith("edgerec: error: ")
 
 
+def test_a_taken_port_is_one_line_and_exit_1(tiny_bundle: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--bundle", str(tiny_bundle), "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"edgerec: error: cannot listen on 127.0.0.1:{port}: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_a_bundle_that_cannot_load_exits_3(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--bundle", str(tmp_path / "missing"), "--port", "0"])
     assert result.exit_code == 3, result.output

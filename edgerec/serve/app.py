@@ -51,14 +51,9 @@ def create_app(live: LiveBundle, *, api_key: ApiKey | None = None, threads: int 
     """An app serving ``live``; it loads the bundle in the background on startup (/readyz is 503 until
     then) and reloads it every ``poll_seconds`` (0: only on ``app.state.reloader.request()``)."""
     metrics = metrics or Metrics()
-    previous_on_swap = live.on_swap
-
-    def on_swap(loaded: Loaded) -> None:
-        metrics.serving(loaded.name, loaded.version)
-        if previous_on_swap is not None:
-            previous_on_swap(loaded)
-
-    live.on_swap = on_swap
+    live.on_swap = lambda loaded: metrics.serving(loaded.name, loaded.version)
+    if live.current is not None:
+        live.on_swap(live.current)
     reloader = Reloader(live, poll_seconds, on_outcome=lambda outcome: metrics.reloads.labels(outcome).inc())
     limiter: list[anyio.CapacityLimiter] = []  # made inside the event loop, at startup
 

@@ -54,11 +54,10 @@ def warm(rec: Recommender) -> None:
 
 
 class LiveBundle:
-    def __init__(self, path: str | os.PathLike[str] | None, *, ort_threads: int | None = DEFAULT_THREADS,
-                 on_swap: Callable[[Loaded], None] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, ort_threads: int | None = DEFAULT_THREADS) -> None:
         self.path = path
         self.ort_threads = ort_threads
-        self.on_swap = on_swap
+        self.on_swap: Callable[[Loaded], None] | None = None  # told of each version swapped in (the metrics)
         self.current: Loaded | None = None  # None until the first load is done and warm
         self.error: EdgerecError | None = None  # why the first load failed
         self._lock = threading.Lock()  # one load or reload at a time

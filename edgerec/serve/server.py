@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ def run_server(options: ServeOptions) -> None:
                            "pip install 'edgerec[serve]'") from None
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    threads = options.threads or os.cpu_count() or 1
+    threads = options.threads or _cores()
     failure: list[EdgerecError] = []
     server: uvicorn.Server | None = None
 
@@ -61,6 +62,7 @@ def run_server(options: ServeOptions) -> None:
                             access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                             server_header=False)
     server = uvicorn.Server(config)
+    sock = _listen(options.host, options.port)
     # uvicorn installs its own SIGTERM/SIGINT handlers while it runs and leaves SIGHUP alone. Once it
     # has drained, it restores the handlers found and raises the signal again: with these, a graceful
     # stop ends the process with exit 0 instead of death by signal (or click's "Aborted!").
@@ -71,14 +73,31 @@ def run_server(options: ServeOptions) -> None:
         "API key required on /v1" if key else "no API key", f"every {options.poll_seconds:g} s and on SIGHUP"
         if options.poll_seconds > 0 else "on SIGHUP")
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if failure:
         raise failure[0]
-    if not server.started:
-        raise EdgerecError(f"could not listen on {options.host}:{options.port} (see the message above)")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened here so that a taken port is one line and exit 1 (uvicorn logs it
+    and calls sys.exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    except OSError as exc:
+        raise EdgerecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _cores() -> int:
+    """Cores this process may use (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS has no sched_getaffinity
+        return os.cpu_count() or 1
 
 
 def _stopped(signum: int, frame: object) -> None:
