@@ -31,6 +31,7 @@ from edgerec import Recommender  # noqa: E402
 from edgerec.cli import main  # noqa: E402
 from edgerec.recommender import MAX_K  # noqa: E402
 from edgerec.serve.app import create_app  # noqa: E402
+from edgerec.serve.server import _listen  # noqa: E402
 from edgerec.serve.reloader import Loaded, LiveBundle, bundle_identity  # noqa: E402
 from edgerec.update.store import Store  # noqa: E402
 
@@ -73,9 +74,7 @@ class Served:
 
 @contextmanager
 def serving(app: Any) -> Iterator[Served]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = _listen("127.0.0.1", 0)  # the socket `edgerec serve` opens
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -161,6 +160,20 @@ def test_item_lookup(server: Served, tiny_recommender: Recommender) -> None:
     record = tiny_recommender.items.records[tiny_recommender.items.labels["item-001"]]
     assert status == 200 and got["item"] == {"item_id": "item-001",
                                              "metadata": {k: v for k, v in record.items() if k != "id"}}
+
+
+def test_keep_alive_requests_are_not_held_back_by_nagle(server: Served) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    times = []
+    try:
+        for _ in range(9):
+            began = time.perf_counter()
+            connection.request("POST", "/v1/query", body=b'{"text": "space robot"}')
+            assert connection.getresponse().read()
+            times.append(time.perf_counter() - began)
+    finally:
+        connection.close()
+    assert sorted(times)[4] < 0.02, times  # Nagle + delayed ACK would make each about 40 ms
 
 
 # -- errors ---------------------------------------------------------------------------------------

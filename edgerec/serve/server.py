@@ -84,12 +84,22 @@ def run_server(options: ServeOptions) -> None:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, opened here so that a taken port is one line and exit 1 (uvicorn logs it
-    and calls sys.exit)."""
+    and calls sys.exit).
+
+    proto must say TCP: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    without it (socket.create_server leaves proto 0) Nagle's algorithm holds the response body back
+    until the client's delayed ACK: 40 ms on every keep-alive request.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
     except OSError as exc:
+        sock.close()
         raise EdgerecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _cores() -> int:
