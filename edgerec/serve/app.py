@@ -60,7 +60,9 @@ def create_app(live: LiveBundle, *, api_key: ApiKey | None = None, threads: int 
     def load_in_background() -> None:
         try:
             loaded = live.load()
-        except EdgerecError as exc:
+        except Exception as raised:  # noqa: BLE001 - a server that can never be ready must say why and stop
+            exc = raised if isinstance(raised, EdgerecError) else EdgerecError(
+                f"unexpected {type(raised).__name__} while loading: {raised}")
             live.error = exc
             log.error("edgerec: cannot serve: %s", one_line(exc))
             if on_load_error is not None:
@@ -118,8 +120,9 @@ def create_app(live: LiveBundle, *, api_key: ApiKey | None = None, threads: int 
             authorize(request)
             loaded = serving()
             args = bodies.parse(bodies.decode(await read_body(request, max_body)), fields)
-            results = await run(lambda: call(loaded.rec, args))
-            return json_response({"items": [_item(r) for r in results], "bundle": _bundle(loaded)})
+            # Rendered on the worker thread too: k=10,000 answers must not hold up the event loop.
+            return await run(lambda: json_response({"items": [_item(r) for r in call(loaded.rec, args)],
+                                                    "bundle": _bundle(loaded)}))
 
         return endpoint
 
