@@ -337,6 +337,25 @@ def test_polling_picks_up_a_new_home_version(tiny_bundle: Path, tmp_path: Path) 
         assert 'version="v000001"' not in text
 
 
+def test_no_request_fails_while_a_new_version_is_swapped_in(tiny_bundle: Path, tmp_path: Path) -> None:
+    from edgerec.tools.loadtest_http import run_http_loadtest
+
+    home = Store.create(tmp_path / "home", tiny_bundle).home
+    reference = Recommender.load(home)  # v000001: its answers are compared, v000002's counted
+    reports: list = []
+    with serving(create_app(LiveBundle(home), poll_seconds=0.05)) as served:
+        served.wait_ready()
+        load = threading.Thread(target=lambda: reports.append(
+            run_http_loadtest(served.url, reference, clients=[4], queries=400, warmup=0)))
+        load.start()
+        time.sleep(0.3)
+        _update(home, tmp_path)
+        load.join(60)
+    run, versions = reports[0].runs[0], reports[0].versions[0]
+    assert run.unexpected_errors == 0 and run.mismatches == 0, run.problems
+    assert versions.get("v000001", 0) > 0 and versions.get("v000002", 0) > 0, versions
+
+
 def test_sighup_reloads_and_sigterm_exits_cleanly(tiny_bundle: Path, tmp_path: Path) -> None:
     home = Store.create(tmp_path / "home", tiny_bundle).home
     with socket.socket() as probe:
