@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -143,7 +142,8 @@ def test_not_ready_until_loaded_and_warm(tiny_recommender: Recommender) -> None:
     ("/v1/query", {"text": "space robot", "k": 5}, lambda r: r.query("space robot", k=5)),
     ("/v1/query", {"text": "a love story"}, lambda r: r.query("a love story")),  # k defaults to 10
     ("/v1/similar", {"item_id": "item-002", "k": 3}, lambda r: r.similar("item-002", k=3)),
-    ("/v1/recommend", {"history": ["item-001", "item-002"], "k": 4}, lambda r: r.recommend(["item-001", "item-002"], k=4)),
+    ("/v1/recommend", {"history": ["item-001", "item-002"], "k": 4},
+     lambda r: r.recommend(["item-001", "item-002"], k=4)),
     ("/v1/recommend", {"history": ["item-001", "item-002"], "k": 4, "exclude_seen": False},
      lambda r: r.recommend(["item-001", "item-002"], k=4, exclude_seen=False)),
 ])
@@ -451,7 +451,8 @@ def test_loadtest_only_drives_loopback_servers(tiny_bundle: Path, url: str) -> N
 def test_the_runtime_does_not_import_the_serve_extra() -> None:
     code = ("import sys, edgerec, edgerec.cli; from click.testing import CliRunner; "
             "assert CliRunner().invoke(edgerec.cli.main, ['--help']).exit_code == 0; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'prometheus_client', 'anyio')))")
+            "print(sorted(m for m in sys.modules "
+            "             if m.split('.')[0] in ('starlette', 'uvicorn', 'prometheus_client', 'anyio')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -91,7 +91,7 @@ def create_app(live: LiveBundle, *, api_key: ApiKey | None = None, threads: int 
         loaded = live.current
         if loaded is None:
             raise ApiError(503, "not_ready", "the bundle is still loading" if live.error is None
-                           else f"the bundle could not be loaded: {live.error}")
+                           else "the bundle could not be loaded (see the server's log)")
         return loaded
 
     async def run(fn: Callable[[], Any]) -> Any:
@@ -105,7 +105,7 @@ def create_app(live: LiveBundle, *, api_key: ApiKey | None = None, threads: int 
             except BaseException as exc:  # noqa: BLE001
                 error = api_error(exc)
                 if error.status >= 500:
-                    log.error("edgerec: %s while answering", type(exc).__name__, exc_info=exc)
+                    log.error("edgerec: %s while answering: %s", type(exc).__name__, one_line(exc), exc_info=exc)
                 return error
 
         result = await anyio.to_thread.run_sync(guarded, limiter=limiter[0])

@@ -47,10 +47,11 @@ def status_of(error: type[BaseException]) -> tuple[int, str]:
 
 def api_error(exc: BaseException) -> ApiError:
     status, code = status_of(type(exc))
-    message = str(exc) if status < 500 or isinstance(exc, EdgerecError) else "internal error (logged by the server)"
-    return ApiError(status, code, message)
+    # A 4xx message explains the client's own input; a 5xx one could name the server's files: logged, not sent.
+    return ApiError(status, code, str(exc) if status < 500 else f"{code.replace('_', ' ')} (see the server's log)")
 
 
 def error_body(code: str, message: str) -> bytes:
     # ensure_ascii: a message quoting a lone surrogate from the client still encodes.
-    return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    body = {"error": {"code": code, "message": message}}
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from ..errors import EdgerecError, InputError
 from ..recommender import Recommender
-from ..serve.auth import is_loopback, read_key_file
+from ..serve.auth import is_loopback
 from ..serve.bodies import MAX_BODY_BYTES
 from ..serve.problems import status_of
 from ..serve.reloader import bundle_identity
