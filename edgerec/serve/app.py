@@ -35,13 +35,12 @@ from .reloader import Loaded, LiveBundle, Reloader
 
 log = logging.getLogger("edgerec.serve")
 
-# Each /v1 POST endpoint: its body's fields and the library call it makes with them.
-Call = Callable[[Recommender, Mapping[str, Any]], list[Recommendation]]
-ENDPOINTS: dict[str, tuple[Mapping[str, bodies.Field], Call]] = {
-    "/v1/query": (bodies.QUERY, lambda rec, a: rec.query(a["text"], k=a["k"])),
-    "/v1/similar": (bodies.SIMILAR, lambda rec, a: rec.similar(a["item_id"], k=a["k"])),
-    "/v1/recommend": (bodies.RECOMMEND,
-                      lambda rec, a: rec.recommend(a["history"], k=a["k"], exclude_seen=a["exclude_seen"])),
+# Each /v1 POST endpoint: the Recommender method it calls and its body's fields, which are named as the
+# method's keyword arguments: a new library argument is one line in edgerec.serve.bodies.
+ENDPOINTS: dict[str, tuple[str, Mapping[str, bodies.Field]]] = {
+    "/v1/query": ("query", bodies.QUERY),
+    "/v1/similar": ("similar", bodies.SIMILAR),
+    "/v1/recommend": ("recommend", bodies.RECOMMEND),
 }
 
 
@@ -114,15 +113,19 @@ def create_app(live: LiveBundle, *, api_key: ApiKey | None = None, threads: int 
         return result
 
     def answer(path: str) -> Callable[[Request], Any]:
-        fields, call = ENDPOINTS[path]
+        method, fields = ENDPOINTS[path]
 
         async def endpoint(request: Request) -> Response:
             authorize(request)
             loaded = serving()
             args = bodies.parse(bodies.decode(await read_body(request, max_body)), fields)
-            # Rendered on the worker thread too: k=10,000 answers must not hold up the event loop.
-            return await run(lambda: json_response({"items": [_item(r) for r in call(loaded.rec, args)],
-                                                    "bundle": _bundle(loaded)}))
+
+            def answer_and_render() -> Response:
+                results = getattr(loaded.rec, method)(**args)
+                return json_response({"items": [_item(r) for r in results], "bundle": _bundle(loaded)})
+
+            # Rendered on the worker thread too: a k=10,000 answer must not hold up the event loop.
+            return await run(answer_and_render)
 
         return endpoint
 
