@@ -272,6 +272,14 @@ def test_unsafe_or_broken_setups_are_refused_before_listening(tiny_bundle: Path,
     assert result.stderr.startswith("edgerec: error: ")
 
 
+def test_without_the_extra_serve_says_how_to_install_it(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an absent package looks like to import
+    result = CliRunner().invoke(main, ["serve", "--bundle", str(tiny_bundle)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "edgerec: error: edgerec serve needs the serve extra (uvicorn is missing): " \
+                            "pip install 'edgerec[serve]'\n"
+
+
 def test_a_taken_port_is_one_line_and_exit_1(tiny_bundle: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
