@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -362,6 +363,26 @@ def test_no_request_fails_while_a_new_version_is_swapped_in(tiny_bundle: Path, t
     run, versions = reports[0].runs[0], reports[0].versions[0]
     assert run.unexpected_errors == 0 and run.mismatches == 0, run.problems
     assert versions.get("v000001", 0) > 0 and versions.get("v000002", 0) > 0, versions
+
+
+def test_a_damaged_new_version_is_not_served(tiny_bundle: Path, tmp_path: Path) -> None:
+    home = Store.create(tmp_path / "home", tiny_bundle).home
+    with serving(create_app(LiveBundle(home), poll_seconds=0.05)) as served:
+        served.wait_ready()
+        shutil.copytree(home / "v000001", home / "v000002")
+        with open(home / "v000002" / "items.jsonl", "r+b") as items:
+            items.write(b"X")  # one byte changed: its sha256 no longer matches the manifest
+        (home / "current").write_text(json.dumps({"format": "edgerec-home", "current": "v000002",
+                                                  "previous": "v000001"}))
+        deadline = time.monotonic() + 20
+        while 'edgerec_reloads_total{outcome="failed"} 1.0' not in served.call("GET", "/metrics")[1]:
+            assert time.monotonic() < deadline, "the reload never failed"
+            time.sleep(0.05)
+        assert served.call("GET", "/readyz")[1]["bundle"]["version"] == "v000001"
+        status, body = served.call("POST", "/v1/similar", {"item_id": "item-001"})
+        assert status == 200 and body["bundle"]["version"] == "v000001"
+        time.sleep(0.3)  # a failed version is not retried on every poll
+        assert 'edgerec_reloads_total{outcome="failed"} 1.0' in served.call("GET", "/metrics")[1]
 
 
 def test_sighup_reloads_and_sigterm_exits_cleanly(tiny_bundle: Path, tmp_path: Path) -> None:
