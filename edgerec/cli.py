@@ -369,9 +369,13 @@ def _thread_counts(ctx: click.Context, param: click.Parameter, value: str) -> li
 @click.option("--ort-threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
               help="ONNX Runtime intra-op threads of the shared Recommender.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--url", default=None,
+              help="Drive a running `edgerec serve` at this loopback URL (--threads: concurrent clients); "
+                   "answers are checked against this process's, from --bundle.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, help="The server's key, with --url.")
 @bundle_option
 def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort_threads: int | None,
-             as_json: bool, bundle: str | None) -> None:
+             as_json: bool, url: str | None, api_key_file: str | None, bundle: str | None) -> None:
     """Load-test one shared Recommender: latency, QPS, memory, and answers checked against one thread.
 
     \b
@@ -386,16 +390,53 @@ def loadtest(thread_counts: list[int], queries: int, warmup: int, seed: int, ort
     from .tools.loadtest import format_report, run_loadtest
 
     rec = Recommender.load(bundle, threads=ort_threads)
-    report = run_loadtest(rec, threads=thread_counts, queries=queries, warmup=warmup, seed=seed)
+    if url is not None:
+        from .serve.auth import read_key_file
+        from .tools.loadtest_http import format_http_report, run_http_loadtest
+
+        report = run_http_loadtest(url, rec, clients=thread_counts, queries=queries, warmup=warmup, seed=seed,
+                                   api_key=read_key_file(api_key_file) if api_key_file else None)
+        lines = format_http_report(report)
+    else:
+        report = run_loadtest(rec, threads=thread_counts, queries=queries, warmup=warmup, seed=seed)
+        lines = format_report(report)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
-        click.echo("\n".join(safe(line) for line in format_report(report)))
+        click.echo("\n".join(safe(line) for line in lines))
     if not report.ok:
         unexpected = sum(run.unexpected_errors for run in report.runs)
         mismatches = sum(run.mismatches for run in report.runs)
         raise _fail(f"loadtest failed: {unexpected} unexpected errors, {mismatches} answers differ "
                     "from the single-thread ones", 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --api-key-file.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding the key that /v1/* requests must send as 'Authorization: Bearer KEY'.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Requests answered at once (default: one per core).")
+@click.option("--poll-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How often to look for a new version of a bundle home (0: only on SIGHUP).")
+@bundle_option
+def serve(host: str, port: int, api_key_file: str | None, threads: int | None, poll_seconds: float,
+          bundle: str | None) -> None:
+    """Serve the bundle over HTTP (needs the serve extra: pip install 'edgerec[serve]').
+
+    \b
+    POST /v1/query, /v1/similar, /v1/recommend; GET /v1/items/ID, /healthz,
+    /readyz, /metrics (Prometheus). A bundle home's new version is served
+    once loaded (polled, and on SIGHUP); SIGTERM finishes in-flight requests.
+    \b
+    Example:
+      edgerec serve --bundle my_home --port 8080
+    """
+    from .serve.server import ServeOptions, run_server
+
+    run_server(ServeOptions(bundle, host, port, api_key_file, threads, poll_seconds))
 
 
 def _argv_text(value: str) -> str:

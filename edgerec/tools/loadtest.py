@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,11 +36,17 @@ Answer = tuple[tuple[str, float], ...]
 
 @dataclass(frozen=True)
 class Call:
-    """One call of the workload; ``expected_error`` is set for input that must be refused."""
+    """One call of the workload: a Recommender method and its keyword arguments, named as the HTTP
+    API names its body's fields (so `loadtest --url` sends the same calls); ``expected_error`` is
+    set for input that must be refused."""
 
     kind: str
-    run: Callable[[Recommender], list]
+    method: str  # "query", "similar" or "recommend"
+    args: Mapping[str, Any]
     expected_error: type[EdgerecError] | None = None
+
+    def run(self, rec: Recommender) -> list:
+        return getattr(rec, self.method)(**self.args)
 
 
 @dataclass(frozen=True)
@@ -113,14 +119,14 @@ def build_workload(rec: Recommender, size: int = WORKLOAD_SIZE, seed: int = 0) -
     words = _catalogue_words(rec)
     huge_text = _words_up_to(words, rng, _HUGE_TEXT_BYTES)
     bad_inputs: list[Call] = [
-        Call("bad:empty", lambda r: r.query(""), EmptyQueryError),
-        Call("bad:blank", lambda r: r.query(" \t\n\u200b\ufeff\u200b "), EmptyQueryError),
-        Call("bad:k=0", lambda r: r.query(words[0], k=0), InputError),
-        Call("bad:unknown-id", lambda r: r.similar("no such item \x1b[2J"), UnknownItemError),
-        Call("bad:unknown-in-history", lambda r: r.recommend([ids[0], "no such item"]), UnknownItemError),
+        Call("bad:empty", "query", {"text": ""}, EmptyQueryError),
+        Call("bad:blank", "query", {"text": " \t\n\u200b\ufeff\u200b "}, EmptyQueryError),
+        Call("bad:k=0", "query", {"text": words[0], "k": 0}, InputError),
+        Call("bad:unknown-id", "similar", {"item_id": "no such item \x1b[2J"}, UnknownItemError),
+        Call("bad:unknown-in-history", "recommend", {"history": [ids[0], "no such item"]}, UnknownItemError),
         # Answered by rule, not refused: cut at the byte cap, surrogates replaced.
-        Call("edge:huge-text", lambda r: r.query(huge_text, k=5)),
-        Call("edge:surrogates", lambda r: r.query(f"{words[1]} \udcff\ud800 {words[2]}", k=5)),
+        Call("edge:huge-text", "query", {"text": huge_text, "k": 5}),
+        Call("edge:surrogates", "query", {"text": f"{words[1]} \udcff\ud800 {words[2]}", "k": 5}),
     ]
     calls: list[Call] = []
     for _ in range(size):
@@ -132,7 +138,7 @@ def build_workload(rec: Recommender, size: int = WORKLOAD_SIZE, seed: int = 0) -
         else:
             text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 16)))
             k = rng.randint(1, 20)
-            calls.append(Call("query", lambda r, text=text, k=k: r.query(text, k=k)))
+            calls.append(Call("query", "query", {"text": text, "k": k}))
     return calls
 
 
@@ -140,9 +146,9 @@ def _item_call(rng: random.Random, ids: Sequence[str]) -> Call:
     k = rng.randint(1, 20)
     if rng.random() < 0.5:
         item = rng.choice(ids)
-        return Call("similar", lambda r: r.similar(item, k=k))
+        return Call("similar", "similar", {"item_id": item, "k": k})
     history = [rng.choice(ids) for _ in range(rng.randint(1, 12))]
-    return Call("recommend", lambda r: r.recommend(history, k=k))
+    return Call("recommend", "recommend", {"history": history, "k": k})
 
 
 def _catalogue_words(rec: Recommender) -> list[str]:
@@ -177,13 +183,13 @@ def _attempt(call: Call, rec: Recommender) -> tuple[Answer | None, BaseException
         return None, exc
 
 
-def _reference(rec: Recommender, workload: Sequence[Call]) -> list[Answer | None]:
+def reference_answers(rec: Recommender, workload: Sequence[Call]) -> list[Answer | None]:
     """Single-thread answers to compare with; None where the call raised (judged again in every run)."""
     return [_attempt(call, rec)[0] for call in workload]
 
 
 @dataclass
-class _Tally:
+class Tally:
     latencies_ns: list[int] = field(default_factory=list)
     expected_errors: int = 0
     unexpected_errors: int = 0
@@ -196,7 +202,7 @@ class _Tally:
 
 
 def _worker(rec: Recommender, workload: Sequence[Call], reference: Sequence[Answer | None],
-            order: Sequence[int], start: threading.Barrier, tally: _Tally) -> None:
+            order: Sequence[int], start: threading.Barrier, tally: Tally) -> None:
     start.wait()
     clock = time.perf_counter_ns
     for position in order:
@@ -224,7 +230,7 @@ def run_threads(rec: Recommender, workload: Sequence[Call], reference: Sequence[
     """``threads`` threads, each making ``queries`` calls drawn (seeded) from the workload."""
     orders = [random.Random(seed * 7919 + 31 * threads + i).choices(range(len(workload)), k=queries)
               for i in range(threads)]
-    tallies = [_Tally() for _ in range(threads)]
+    tallies = [Tally() for _ in range(threads)]
     start = threading.Barrier(threads + 1)
     workers = [threading.Thread(target=_worker, args=(rec, workload, reference, orders[i], start, tallies[i]),
                                 name=f"edgerec-load-{i}", daemon=True) for i in range(threads)]
@@ -237,6 +243,12 @@ def run_threads(rec: Recommender, workload: Sequence[Call], reference: Sequence[
         worker.join()
     seconds = time.perf_counter() - began
     rss_end, _ = rss_mb()
+    return summarize(threads, seconds, tallies, rss_start, rss_end)
+
+
+def summarize(threads: int, seconds: float, tallies: Sequence[Tally], rss_start: float | None,
+              rss_end: float | None) -> RunReport:
+    """One run's report from its threads' tallies (shared with the HTTP load test)."""
     latencies_ms = np.array([ns for t in tallies for ns in t.latencies_ns], dtype=np.float64) / 1e6
     p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99]) if len(latencies_ms) else (0.0, 0.0, 0.0)
     return RunReport(
@@ -264,7 +276,7 @@ def run_loadtest(rec: Recommender, *, threads: Sequence[int], queries: int, warm
     workload = build_workload(rec, workload_size, seed)
     for position in range(warmup):
         _attempt(workload[position % len(workload)], rec)  # outcomes are judged in the measured runs
-    reference = _reference(rec, workload)
+    reference = reference_answers(rec, workload)
     runs = tuple(run_threads(rec, workload, reference, n, queries, seed) for n in threads)
     kinds: dict[str, int] = {}
     for call in workload:
