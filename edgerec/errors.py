@@ -40,12 +40,18 @@ class EmptyQueryError(InputError):
 class UnknownItemError(InputError, KeyError):
     """An item id the bundle does not contain."""
 
-    def __init__(self, item_id: str) -> None:
+    def __init__(self, item_id: str, candidates: tuple[str, ...] | None = None) -> None:
         super().__init__(item_id)
         self.item_id = item_id
+        # Ids of items whose names are like it, best first; None when names were not searched.
+        self.candidates = None if candidates is None else tuple(candidates)
 
     def __str__(self) -> str:
-        return f"unknown item id {self.item_id!r}: look ids up with `edgerec query --json`"
+        if self.candidates:
+            return f"unknown item id {self.item_id!r}; did you mean: {', '.join(map(repr, self.candidates))}?"
+        if self.candidates is not None:
+            return f"unknown item id {self.item_id!r}, and no item has a name like it"
+        return f"unknown item id {self.item_id!r}"
 
 
 class CatalogError(InputError):

@@ -9,17 +9,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .bundle.reader import Bundle, open_bundle
 from .descriptions import DescriptionModel
 from .encoder import TextEncoder, clean_text
-from .errors import EmptyQueryError, InputError, UnknownItemError
+from .errors import EmptyQueryError, InputError
+from .filtered_search import search_allowed
+from .filters import FilterSpec, ItemColumns
 from .index import ItemIndex
 from .items import ItemTable
 from .lexical import LEXICAL_POOL, LexicalIndex, WordSplitter, fuse
+from .names import ItemNames, NameMatch
 from .user import user_vector
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
@@ -92,6 +95,8 @@ class Recommender:
         self.items = items
         self.descriptions = descriptions  # for descriptive queries, when the bundle has one (edgerec.descriptions)
         self.lexical = lexical  # BM25 fused into text queries, when the bundle has it (edgerec.lexical)
+        self.names = ItemNames(items)  # items by name (edgerec.names); its table is built on first use
+        self.columns = ItemColumns(items)  # metadata filters (edgerec.filters); columns read on first use
 
     @classmethod
     def load(
@@ -176,8 +181,13 @@ class Recommender:
         return self.encoder.encode(cleaned, batch_size=batch_size)
 
     # -- recommendations -----------------------------------------------------
-    def query(self, text: str, k: int = 10, *, descriptions: bool = True) -> list[Recommendation]:
+    def query(self, text: str, k: int = 10, *, descriptions: bool = True,
+              filter: FilterSpec | None = None) -> list[Recommendation]:
         """Items that match a free-text description, best first.
+
+        ``filter``: only items whose metadata pass it (edgerec.filters), e.g. ``"year<=1998"``,
+        ``["year<=1998", "genres=Comedy|Drama"]`` or ``{"year": {"<=": 1998}}``; k of them when k pass.
+        The filter applies to the encoder's candidates and to BM25's alike.
 
         When the bundle has BM25 postings (edgerec.lexical), each candidate's score is its cosine plus
         the BM25 share: cosine + weight x margin x BM25 / the query's best BM25. When the bundle has a
@@ -189,7 +199,8 @@ class Recommender:
         k = self._check_k(k)
         if not isinstance(descriptions, bool):
             raise TypeError(f"descriptions must be a bool, got {type(descriptions).__name__}")
-        labels, scores, _ = self._answer(clean_text(text), k, use_descriptions=descriptions)
+        allowed = self._allowed(filter)
+        labels, scores, _ = self._answer(clean_text(text), k, use_descriptions=descriptions, allowed=allowed)
         return self._results(labels, scores)
 
     def query_reading(self, text: str) -> str:
@@ -197,21 +208,28 @@ class Recommender:
         model takes part)."""
         return self._answer(clean_text(text), 1, use_descriptions=True)[2]
 
-    def _answer(self, text: str, k: int, *, use_descriptions: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    def _answer(self, text: str, k: int, *, use_descriptions: bool,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
         """The query path: encode, search, (when the description model joins) search again, and (when the
-        bundle has BM25 postings) fuse the lexical scores in."""
+        bundle has BM25 postings) fuse the lexical scores in. ``allowed``: a filter's mask, for both sides."""
         model = self.descriptions if use_descriptions else None
         vector = self.encoder.encode_one(text)
-        labels, scores = self.index.search(vector, k if model is None else model.probe_size(k, len(self.items)))
+        search = self.index.search if allowed is None else self._search_allowed(allowed)
+        labels, scores = search(vector, k if model is None else model.probe_size(k, len(self.items)))
         refined = None if model is None else model.refine(text, vector, scores, self._top_record(labels))
         reading = "encoder"
         if refined is not None:
             vector, reading = refined, "blend"
-            labels, scores = self.index.search(vector, k)
+            labels, scores = search(vector, k)
         spec = self.bundle.manifest.lexical
         if self.lexical is None or spec is None:  # both or neither: the manifest says when postings exist
             return labels[:k], scores[:k], reading
-        found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL))
+        if allowed is None:
+            found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL))
+        else:  # rank every match, then keep the pool among the items that pass
+            found, bm25 = self.lexical.top(text, self.lexical.size)
+            passing = allowed[found]
+            found, bm25 = found[passing][: max(k, LEXICAL_POOL)], bm25[passing][: max(k, LEXICAL_POOL)]
         fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
                      spec.weight, k)
         return *fused, reading
@@ -219,21 +237,33 @@ class Recommender:
     def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:
         return self.items.records[int(labels[0])] if len(labels) else {}
 
-    def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
-        """Items like ``item_id`` (the item itself is left out)."""
+    def find(self, text: str, k: int = 10) -> list[NameMatch]:
+        """Items whose title or id is like ``text``, best first (edgerec.names: case, accents, articles and
+        a year in parentheses do not matter; exact names first, then prefixes, all words, typos)."""
+        return self.names.find(clean_text(text), self._check_k(k))
+
+    def similar(self, item_id: str, k: int = 10, *, filter: FilterSpec | None = None) -> list[Recommendation]:
+        """Items like ``item_id`` (the item itself is left out). An exact id comes first; otherwise a title
+        that names exactly one item (``find``'s exact, prefix or all-words match) is accepted. ``filter``: as
+        in ``query``."""
         k = self._check_k(k)
         label = self._label(item_id)
+        allowed = self._allowed(filter)
         vector = self.index.vectors([label])[0]
-        return self._results(*self.index.search(vector, k, exclude=[label]))
+        search = self.index.search if allowed is None else self._search_allowed(allowed)
+        return self._results(*search(vector, k, exclude=[label]))
 
-    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True) -> list[Recommendation]:
+    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
+                  filter: FilterSpec | None = None) -> list[Recommendation]:
         """Items for a user who liked ``history`` (item ids, most recent last).
 
         The most recent items (the bundle's ``user.window``) make the search
         vector; every history item is left out of the results unless
         ``exclude_seen`` is False. An item named more than once counts once, at
-        its most recent position. An unknown id raises UnknownItemError: the
-        whole history is refused rather than answered without it.
+        its most recent position. A title naming one item is accepted, as in
+        ``similar``. An unknown item raises UnknownItemError (with candidates):
+        the whole history is refused rather than answered without it.
+        ``filter``: as in ``query``.
         """
         k = self._check_k(k)
         if isinstance(history, (str, bytes, bytearray)) or not isinstance(history, Sequence):
@@ -245,8 +275,10 @@ class Recommender:
         labels = [self._label(item_id, name=f"history[{i}]") for i, item_id in enumerate(history)]
         # Keep each item's last occurrence: a re-watched item is recent, not twice as weighty.
         labels = list(reversed(dict.fromkeys(reversed(labels))))
+        allowed = self._allowed(filter)
         vector = self.user_vector(labels)
-        return self._results(*self.index.search(vector, k, exclude=labels if exclude_seen else ()))
+        search = self.index.search if allowed is None else self._search_allowed(allowed)
+        return self._results(*search(vector, k, exclude=labels if exclude_seen else ()))
 
     def user_vector(self, labels: Sequence[int]) -> np.ndarray:
         """The representation the bundle's model was trained for (edgerec.user, window from the manifest)."""
@@ -266,10 +298,14 @@ class Recommender:
     def _label(self, item_id: object, name: str = "item_id") -> int:
         if not isinstance(item_id, str):
             raise TypeError(f"{name} must be a str item id, got {type(item_id).__name__}")
-        try:
-            return self.items.labels[item_id]
-        except KeyError:
-            raise UnknownItemError(item_id) from None
+        return self.names.label(item_id)
+
+    def _allowed(self, filter: FilterSpec | None) -> np.ndarray | None:
+        """The filter's mask over the items (None: no filter, and no work on the plain path)."""
+        return None if filter is None else self.columns.mask(filter)
+
+    def _search_allowed(self, allowed: np.ndarray) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+        return lambda vector, k, exclude=(): search_allowed(self.index, vector, k, allowed, exclude)
 
     def _results(self, labels: np.ndarray, scores: np.ndarray) -> list[Recommendation]:
         records = self.items.records

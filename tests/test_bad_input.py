@@ -312,7 +312,7 @@ def test_an_unexpected_library_failure_is_one_line_exit_1(tiny_bundle, monkeypat
     class Panic(BaseException):  # what pyo3's PanicException derives from
         pass
 
-    def panics(self: Recommender, text: str, k: int = 10, *, descriptions: bool = True) -> None:
+    def panics(self: Recommender, text: str, k: int = 10, *, descriptions: bool = True, filter: object = None) -> None:
         raise Panic("tokenizer panicked")
 
     monkeypatch.setattr(Recommender, "query", panics)
