@@ -137,7 +137,12 @@ def query(text: str, encoder_only: bool, k: int, as_json: bool, where: tuple[str
     """
     text = _read_stdin_text() if text == "-" else _argv_text(text)
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
-    _print(rec.query(text, k=k, descriptions=not encoder_only, filter=_filter(where)), as_json, where)
+    results = rec.query(text, k=k, descriptions=not encoder_only, filter=_filter(where))
+    known = rec.query_understood(text)
+    if not known:
+        click.echo("edgerec: note: the model knows no word of this query (emoji, symbols or a script it "
+                   "lacks): the items below answer nothing in it", err=True)
+    _print(results, as_json, where, extra={"understood": known})
 
 
 @main.command()
@@ -199,7 +204,8 @@ def items_search(text: str, k: int, as_json: bool, bundle: str | None) -> None:
 @click.argument("catalog", type=click.Path())
 @click.option("--out", "out", required=True, type=click.Path(), help="Directory of the new bundle.")
 @click.option("--text-fields", default=None,
-              help="Comma-separated fields that make each item's text (default: the base bundle's, e.g. title,year,genres).")
+              help="Comma-separated fields that make each item's text (default: every field holding words, "
+                   "not the id, numbers or links; a rebuild of a home keeps the home's).")
 @click.option("--id-field", default="id", show_default=True, help="Field holding each item's unique id.")
 @click.option("--name", default=None, help="Bundle name (default: the --out directory's name).")
 @click.option("--force", is_flag=True, help="Replace --out if it is an existing bundle.")
@@ -232,6 +238,7 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
         manifest = build_from_catalog(
             catalog, out, base=bundle if bundle is not None else default_model_path(), text_fields=fields, id_field=id_field,
             name=name, threads=threads, ef=ef, overwrite=force, progress=progress,
+            log=lambda line: click.echo(f"edgerec: {safe(line)}", err=True),
         )
     click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
                err=True)
@@ -444,12 +451,14 @@ def _filter(where: tuple[str, ...]) -> list[str] | None:
     return list(where) or None
 
 
-def _print(results: list[Recommendation], as_json: bool, where: tuple[str, ...] = ()) -> None:
+def _print(results: list[Recommendation], as_json: bool, where: tuple[str, ...] = (),
+           extra: dict[str, Any] | None = None) -> None:
+    """``extra``: fields every JSON line gets (query's "understood")."""
     if not results and where:
         click.echo("edgerec: no item passes the --where filter", err=True)
     if as_json:
         for result in results:
-            click.echo(json.dumps(result.to_dict(), ensure_ascii=True))
+            click.echo(json.dumps({**result.to_dict(), **(extra or {})}, ensure_ascii=True))
         return
     for rank, result in enumerate(results, start=1):
         click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {_described(result)}"))

@@ -23,6 +23,7 @@ from .index import ItemIndex
 from .items import ItemTable
 from .lexical import LEXICAL_POOL, LexicalIndex, WordSplitter, fuse
 from .names import ItemNames, NameMatch
+from .understood import understood
 from .user import user_vector
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
@@ -202,6 +203,12 @@ class Recommender:
         allowed = self._allowed(filter)
         labels, scores, _ = self._answer(clean_text(text), k, use_descriptions=descriptions, allowed=allowed)
         return self._results(labels, scores)
+
+    def query_understood(self, text: str) -> bool:
+        """Whether the model knows any word of ``text`` (edgerec.understood). When it does not (emoji only,
+        a script the vocabulary lacks), ``query`` still returns k items, the same for every such text:
+        they answer nothing, so do not present them as an answer."""
+        return understood(self.encoder.tokenizer, clean_text(text))
 
     def query_reading(self, text: str) -> str:
         """How ``query`` reads ``text``: "encoder" (the encoder alone) or "blend" (the description
