@@ -26,9 +26,10 @@ _WIDEN = 4
 
 
 def search_allowed(index: ItemIndex, vector: np.ndarray, k: int, allowed: np.ndarray,
-                   exclude: Iterable[int] = (), *, scan_up_to: int = SCAN_UP_TO) -> tuple[np.ndarray, np.ndarray]:
+                   exclude: Iterable[int] = (), *, scan_up_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (labels, similarities) among labels where ``allowed`` (a bool per item) is True, without
-    ``exclude``, best first; fewer than k only when fewer pass."""
+    ``exclude``, best first; fewer than k only when fewer pass. ``scan_up_to``: default SCAN_UP_TO."""
+    scan_up_to = SCAN_UP_TO if scan_up_to is None else scan_up_to
     keep = allowed.copy()
     skip = np.fromiter(exclude, dtype=np.int64)
     keep[skip] = False
