@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import click
 
 from . import __version__
 from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
-from .names import NameMatch
 from .recommender import (BUNDLE_ENV, DEFAULT_THREADS, Recommendation, Recommender, default_model_path,
                           resolve_bundle_path)
+
+if TYPE_CHECKING:
+    from .names import NameMatch
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
 # Line separators would break a one-line message; bidi overrides can make a terminal show text reordered.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,14 +17,14 @@ from .bundle.reader import Bundle, open_bundle
 from .descriptions import DescriptionModel
 from .encoder import TextEncoder, clean_text
 from .errors import EmptyQueryError, InputError
-from .filtered_search import search_allowed
-from .filters import FilterSpec, ItemColumns
 from .index import ItemIndex
 from .items import ItemTable
 from .lexical import LEXICAL_POOL, LexicalIndex, WordSplitter, fuse
-from .names import ItemNames, NameMatch
-from .understood import understood
 from .user import user_vector
+
+if TYPE_CHECKING:  # imported when first used: loading and plain queries never pay for them
+    from .filters import FilterSpec, ItemColumns
+    from .names import ItemNames, NameMatch
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
 MAX_K = 10_000
@@ -96,8 +96,8 @@ class Recommender:
         self.items = items
         self.descriptions = descriptions  # for descriptive queries, when the bundle has one (edgerec.descriptions)
         self.lexical = lexical  # BM25 fused into text queries, when the bundle has it (edgerec.lexical)
-        self.names = ItemNames(items)  # items by name (edgerec.names); its table is built on first use
-        self.columns = ItemColumns(items)  # metadata filters (edgerec.filters); columns read on first use
+        self._names: ItemNames | None = None
+        self._columns: ItemColumns | None = None
 
     @classmethod
     def load(
@@ -162,6 +162,25 @@ class Recommender:
     def __len__(self) -> int:
         return len(self.items)
 
+    # Made on first use, like their tables. Two threads racing here may each make one: both are correct.
+    @property
+    def names(self) -> ItemNames:
+        """Items by name (edgerec.names)."""
+        if self._names is None:
+            from .names import ItemNames
+
+            self._names = ItemNames(self.items)
+        return self._names
+
+    @property
+    def columns(self) -> ItemColumns:
+        """The items' metadata as filters read it (edgerec.filters)."""
+        if self._columns is None:
+            from .filters import ItemColumns
+
+            self._columns = ItemColumns(self.items)
+        return self._columns
+
     # -- vectors -----------------------------------------------------------
     def encode(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (a single str gives one row)."""
@@ -208,6 +227,8 @@ class Recommender:
         """Whether the model knows any word of ``text`` (edgerec.understood). When it does not (emoji only,
         a script the vocabulary lacks), ``query`` still returns k items, the same for every such text:
         they answer nothing, so do not present them as an answer."""
+        from .understood import understood
+
         return understood(self.encoder.tokenizer, clean_text(text))
 
     def query_reading(self, text: str) -> str:
@@ -305,13 +326,16 @@ class Recommender:
     def _label(self, item_id: object, name: str = "item_id") -> int:
         if not isinstance(item_id, str):
             raise TypeError(f"{name} must be a str item id, got {type(item_id).__name__}")
-        return self.names.label(item_id)
+        label = self.items.labels.get(item_id)  # an exact id: no name table needed
+        return label if label is not None else self.names.label(item_id)
 
     def _allowed(self, filter: FilterSpec | None) -> np.ndarray | None:
         """The filter's mask over the items (None: no filter, and no work on the plain path)."""
         return None if filter is None else self.columns.mask(filter)
 
     def _search_allowed(self, allowed: np.ndarray) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+        from .filtered_search import search_allowed
+
         return lambda vector, k, exclude=(): search_allowed(self.index, vector, k, allowed, exclude)
 
     def _results(self, labels: np.ndarray, scores: np.ndarray) -> list[Recommendation]:

@@ -222,8 +222,8 @@ def survey_catalog(catalog: CatalogFile, candidate_fields: Sequence[str] = (),
     if catalog.sha256 is None:
         raise RuntimeError(f"{catalog.path}: the pass over the catalogue ended early")
     text_like = tuple(f for f in columns if f in kinds and kinds[f]["text"] * 2 > sum(kinds[f].values()))
-    not_text = {f: max((k for k in kinds[f] if k != "text"), key=kinds[f].__getitem__) for f in kinds
-                if f not in text_like}
+    not_text = {f: max((k for k in kinds[f] if k != "text"), key=kinds[f].__getitem__) for f in columns
+                if f in kinds and f not in text_like}
     return CatalogSurvey(count=count, columns=tuple(columns), without_text=without_text,
                          first_without_text=first_without_text, sha256=catalog.sha256, text_like=text_like,
                          not_text=not_text, filled=filled)
