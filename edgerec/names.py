@@ -9,7 +9,8 @@ any year.
 
 Ranking, best first: the exact normalised name, then names starting with the
 query, then names holding every query word, then names like it (difflib's
-ratio, for typos). Candidates come from an inverted index of character
+ratio of at least 0.7, for typos). Spaces do not separate an exact match:
+"alien 3" is "Alien³". Candidates come from an inverted index of character
 trigrams, so a lookup reads a few posting lists, not every name.
 
 The table is built on first use (it parses every item once: ~0.1 s for
@@ -35,7 +36,7 @@ EXACT, PREFIX, WORDS, SIMILAR = "exact", "prefix", "words", "similar"
 _TIERS = (EXACT, PREFIX, WORDS, SIMILAR)
 # Names kept as typo candidates (by trigram overlap) before difflib ranks them, and the ratio they need.
 _FUZZY_POOL = 200
-MIN_SIMILARITY = 0.6
+MIN_SIMILARITY = 0.7
 
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 # Articles only in the trailing form ("Haine, La"): a leading "die" or "la" is often a word ("Die Hard").
@@ -144,11 +145,13 @@ class NameIndex:
         fuzzy = np.argsort(-overlap, kind="stable")[:_FUZZY_POOL]
         fuzzy = fuzzy[shared[fuzzy] > 0]
         query_words = set(query.split())
+        compact = query.replace(" ", "")  # "alien 3" is "Alien³"; "star wars" is not "starwars" otherwise
         best: dict[int, tuple[int, float]] = {}  # label -> (tier index, similarity)
         for entry in dict.fromkeys([*structured.tolist(), *fuzzy.tolist()]):
             name = self._names[entry]
-            similarity = 1.0 if name == query else SequenceMatcher(None, query, name).ratio()
-            if name == query:
+            exact = name == query or name.replace(" ", "") == compact
+            similarity = 1.0 if exact else SequenceMatcher(None, query, name).ratio()
+            if exact:
                 tier = EXACT
             elif name.startswith(query):
                 tier = PREFIX

@@ -77,7 +77,8 @@ def test_the_year_may_come_from_metadata():
         ("matrix, the (1999)", "Matrix, The (1999)"),
         ("MATRIX (1999)", "Matrix, The (1999)"),
         ("Alien3", "Alien³ (1992)"),
-        ("alien 3", None),  # a space makes two words: only a candidate
+        ("alien 3", "Alien³ (1992)"),  # spaces do not count in an exact match
+        ("Alein", None),  # a typo is only ever a candidate
         ("Alien", "Alien (1979)"),
         ("Shawshank", "Shawshank Redemption, The (1994)"),  # the one title starting so
         ("godfather", "Godfather, The (1972)"),
