@@ -47,11 +47,13 @@ class UnknownItemError(InputError, KeyError):
         self.candidates = None if candidates is None else tuple(candidates)
 
     def __str__(self) -> str:
+        # An id is a line of text: one pasted by mistake (a whole file) is shown cut.
+        shown = repr(self.item_id) if len(self.item_id) <= 200 else repr(self.item_id[:200]) + "..."
         if self.candidates:
-            return f"unknown item id {self.item_id!r}; did you mean: {', '.join(map(repr, self.candidates))}?"
+            return f"unknown item id {shown}; did you mean: {', '.join(map(repr, self.candidates))}?"
         if self.candidates is not None:
-            return f"unknown item id {self.item_id!r}, and no item has a name like it"
-        return f"unknown item id {self.item_id!r}"
+            return f"unknown item id {shown}, and no item has a name like it"
+        return f"unknown item id {shown}"
 
 
 class CatalogError(InputError):

@@ -149,18 +149,21 @@ class NameIndex:
         best: dict[int, tuple[int, float]] = {}  # label -> (tier index, similarity)
         for entry in dict.fromkeys([*structured.tolist(), *fuzzy.tolist()]):
             name = self._names[entry]
-            exact = name == query or name.replace(" ", "") == compact
-            similarity = 1.0 if exact else SequenceMatcher(None, query, name).ratio()
-            if exact:
-                tier = EXACT
+            if name == query or name.replace(" ", "") == compact:
+                tier, similarity = EXACT, 1.0
             elif name.startswith(query):
-                tier = PREFIX
+                tier, similarity = PREFIX, 2 * len(query) / (len(query) + len(name))  # difflib's ratio for a prefix
             elif query_words <= set(name.split()):
-                tier = WORDS
-            elif similarity >= MIN_SIMILARITY:
-                tier = SIMILAR
+                tier, similarity = WORDS, SequenceMatcher(None, query, name).ratio()
             else:
-                continue
+                # Typos: difflib's cheap upper bounds first, as get_close_matches does (a long query costs
+                # seconds in ratio() against every candidate, and cannot reach the bound anyway).
+                matcher = SequenceMatcher(None, query, name)
+                if matcher.real_quick_ratio() < MIN_SIMILARITY or matcher.quick_ratio() < MIN_SIMILARITY:
+                    continue
+                tier, similarity = SIMILAR, matcher.ratio()
+                if similarity < MIN_SIMILARITY:
+                    continue
             if year is not None and self._years[entry] != year:
                 tier = SIMILAR  # the name fits but the year does not: a candidate, never a match
             key = (_TIERS.index(tier), -similarity)

@@ -185,3 +185,14 @@ def test_cli_similar_by_title_and_unknown_title(tiny_bundle):
     assert ambiguous.stderr.startswith("edgerec: error: unknown item id 'Monster'; did you mean: 'item-001', ")
     typo = runner.invoke(main, ["similar", "Dgo Story", "--bundle", str(tiny_bundle)])
     assert typo.exit_code == 2 and "did you mean: 'item-006'" in typo.stderr
+
+
+def test_a_huge_name_is_refused_quickly_and_shown_cut(movies):
+    import time
+
+    pasted = "ab cd " * 30_000  # before difflib's cheap bounds were checked first: ~6 s
+    started = time.perf_counter()
+    with pytest.raises(UnknownItemError) as info:
+        movies.similar(pasted)
+    assert time.perf_counter() - started < 2.0
+    assert len(str(info.value)) < 300 and "'..." in str(info.value)
