@@ -47,6 +47,12 @@ class Where:
     values: tuple[str | float, ...]
 
     def __post_init__(self) -> None:
+        if isinstance(self.values, (str, int, float)):  # Where("year", "<=", 1998): one value
+            object.__setattr__(self, "values", (self.values,))
+        elif isinstance(self.values, list):
+            object.__setattr__(self, "values", tuple(self.values))
+        if not isinstance(self.values, tuple):
+            raise TypeError(f"Where values must be a tuple, got {type(self.values).__name__}")
         if not isinstance(self.field, str) or not self.field:
             raise InputError(f"bad filter {self}: the field must be a non-empty str")
         if self.op not in OPERATORS:

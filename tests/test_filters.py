@@ -64,6 +64,8 @@ def test_the_api_forms_agree():
     assert parse_filter([clauses[0], "genres=Comedy|Drama"]) == clauses
     assert parse_filter({"year": {"<=": 1998}, "genres": ["Comedy", "Drama"]}) == (
         Where("year", "<=", (1998,)), Where("genres", "=", ("Comedy", "Drama")))
+    assert Where("year", "<=", 1998) == Where("year", "<=", (1998,))  # type: ignore[arg-type]
+    assert parse_filter(Where("genres", "=", ["Comedy", "Drama"])) == (clauses[1],)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         parse_filter(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -130,7 +132,7 @@ def brute_force(vectors, query, allowed, k, exclude=()):
 
 
 @pytest.mark.parametrize("share", [0.5, 0.05, 0.004])
-@pytest.mark.parametrize("scan_up_to", [0, 4096])  # 0: always through HNSW, widening as needed
+@pytest.mark.parametrize("scan_up_to", [0, 4096])  # 0: always through HNSW, widening as needed; else by share
 def test_filtered_search_equals_brute_force(random_index, share, scan_up_to):
     index, vectors, rng = random_index
     for trial in range(5):
@@ -178,7 +180,7 @@ def test_recommender_filters_equal_brute_force_on_the_tiny_bundle(tiny_bundle, m
 
 @pytest.fixture(scope="module")
 def movies() -> Recommender:
-    return Recommender.load(default_bundle_path(), threads=1)
+    return Recommender.load(default_bundle_path(), threads=1, ef=1000)  # near exact, to compare with brute force
 
 
 def fused_brute_force(rec: Recommender, text: str, allowed: np.ndarray, k: int) -> list[str]:
