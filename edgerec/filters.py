@@ -4,7 +4,8 @@ A filter is a conjunction of ``Where`` clauses: a field, an operator and one or
 more values. ``=`` holds when the field equals one of the values (so
 ``genres=Comedy|Drama`` is "one of"), ``!=`` when it equals none of them,
 ``<``, ``<=``, ``>``, ``>=`` compare numbers. A list-valued field (MovieLens
-genres are stored as a JSON list) holds when any element does; for ``!=``,
+genres are stored as a JSON list; text "A|B", as a CSV catalogue would hold
+them, counts as the list [A, B]) holds when any element does; for ``!=``,
 when no element equals a value. Equality ignores case and reads numbers as
 numbers ("1998" equals 1998 and 1998.0); a clause never holds on an item
 without the field, except ``!=``, which does. Comparisons need numbers: a
@@ -180,6 +181,16 @@ class _Column:
         return out
 
 
+def _elements(value: Any) -> list[Any]:
+    """A field's values as a filter sees them: a list's elements; text such as "Comedy|Drama" (MovieLens's
+    own file, a CSV column) split at "|", which a clause cannot match whole anyway ("|" means one of)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and "|" in value:
+        return [part.strip() for part in value.split("|") if part.strip()]
+    return [value]
+
+
 class ItemColumns:
     """Masks of the items a filter keeps; a field's column is read from the items the first time it is named.
 
@@ -214,7 +225,7 @@ class ItemColumns:
         values: list[Any] = []
         for label, record in enumerate(self.items.scan()):
             value = record.get(clause.field)
-            for element in (value if isinstance(value, list) else [value]):
+            for element in _elements(value):
                 if element is not None and not isinstance(element, (dict, list)):
                     owners.append(label)
                     values.append(element)

@@ -81,6 +81,7 @@ RECORDS = [
     {"id": "b", "year": "1995", "genres": ["Horror"]},  # a CSV catalogue stores numbers as text
     {"id": "c", "year": 2001.0, "genres": "Comedy", "shop": "south"},
     {"id": "d", "genres": []},
+    {"id": "e", "genres": "Drama | Western", "year": None},  # as a CSV column holds a list
 ]
 
 
@@ -91,14 +92,16 @@ RECORDS = [
         ("year>1995", "c"),
         ("year=1995", "b"),
         ("year=2001", "c"),
-        ("year!=1990", "bcd"),  # an item without the field is not equal to it
+        ("year!=1990", "bcde"),  # an item without the field is not equal to it
         ("genres=comedy", "ac"),  # case does not matter; a list matches by any element
-        ("genres=Horror|Drama", "ab"),
-        ("genres!=Comedy", "bd"),  # != holds when no element equals
+        ("genres=Horror|Drama", "abe"),
+        ("genres!=Comedy", "bde"),  # != holds when no element equals
         ("shop=NORTH", "a"),
         (["genres=Comedy", "year<2000"], "a"),  # all clauses hold
         ({"genres": "Comedy", "year": {">": 1990, "<=": 2001}}, "c"),
         ("id=b|d", "bd"),
+        ("genres=western", "e"),
+        ("genres=Drama | Western", "ae"),  # one of, not the text whole
     ],
 )
 def test_masks(spec, expected):
