@@ -6,6 +6,9 @@ digit. "😂", "🚀👽", runes or Tamil (absent from the vocabulary: every pie
 [UNK]) and bare punctuation ("???") are not; "😂 movie" and "日本語" (in the
 vocabulary) are. It says the model knows some piece of the text, not that the
 text means anything: "zzzq" spells as known pieces and counts as understood.
+The vocabulary is the model's, not the catalogue's BM25 words: "hackers in a
+virtual future" shares no word with a catalogue of four books, and the encoder
+still reads it well.
 
 A text nothing of which is understood is encoded as the unknown token alone,
 so every such query gets the same arbitrary list: callers (the CLI) say so
