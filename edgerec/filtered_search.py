@@ -1,15 +1,19 @@
 """Nearest neighbours among the items a filter keeps, k of them whenever k pass.
 
 HNSW knows nothing of filters; hnswlib's filter callback calls Python for every
-node it visits. Two cheaper ways, chosen by how many items pass:
+node it visits. Two cheaper ways:
 
-- many (more than ``SCAN_UP_TO``, or a large share of the catalogue): ask
-  HNSW for k / (share passing) x 2 neighbours and keep those that pass; when
-  fewer than k pass, ask again four times wider, up to the whole catalogue,
-  then fall back to the exact scan. A wide search in hnswlib runs with
-  ef = max(ef, k), so it stays as accurate as an unfiltered search;
-- few (a small share, at most ``SCAN_UP_TO``): score exactly those items, one
-  matrix product over their stored vectors (exact; ~0.25 ms per 1,000 items).
+- through HNSW: ask for 2 x k / (share passing) neighbours and keep those that
+  pass; when fewer than k pass, ask again four times wider. A wide search in
+  hnswlib runs with ef = max(ef, k), so it is as accurate as an unfiltered one;
+- an exact scan: score the passing items, a matrix product over their stored
+  vectors (~0.25 ms per 1,000 items).
+
+HNSW is used while what it must return stays under a quarter of what passes
+(HNSW_SHARE); past that, scanning the passing items costs less, and is exact.
+A filter most items pass goes through HNSW ("genres!=Western": 21 neighbours
+rather than 3,815 vectors); a selective one is scanned. So a scan reads at most
+sqrt(8 k x count) vectors (about 9,000 for k = 10 in a million items).
 """
 
 from __future__ import annotations
@@ -22,37 +26,33 @@ import numpy as np
 from .bundle.hnsw_file import SMALL_READ
 from .index import ItemIndex
 
-# Items passing a filter up to which an exact scan is used instead of HNSW.
-SCAN_UP_TO = 4096
+# HNSW while its fetch is at most this share of the passing items (see above).
+HNSW_SHARE = 4.0
 _WIDEN = 4
-_HNSW_SHARE = 4
 
 
 def search_allowed(index: ItemIndex, vector: np.ndarray, k: int, allowed: np.ndarray,
-                   exclude: Iterable[int] = (), *, scan_up_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   exclude: Iterable[int] = (), *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (labels, similarities) among labels where ``allowed`` (a bool per item) is True, without
-    ``exclude``, best first; fewer than k only when fewer pass. ``scan_up_to``: default SCAN_UP_TO."""
-    scan_up_to = SCAN_UP_TO if scan_up_to is None else scan_up_to
+    ``exclude``, best first; fewer than k only when fewer pass. ``exact``: True scans, False goes through
+    HNSW (widening up to the whole catalogue before scanning), None chooses (module docstring)."""
     keep = allowed.copy()
-    skip = np.fromiter(exclude, dtype=np.int64)
-    keep[skip] = False
+    keep[np.fromiter(exclude, dtype=np.int64)] = False
     passing = int(keep.sum())
     k = min(k, passing)
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     count = index.spec.count
-    fetch = min(count, math.ceil(k * count / passing * 2))
-    # HNSW when the scan would read many vectors: more pass than SCAN_UP_TO, or the expected over-fetch is
-    # a small part of what passes (a filter most items pass: "genres!=Western" reads 21, not 3,815).
-    if passing > scan_up_to or fetch * _HNSW_SHARE <= passing:
-        while True:
-            labels, scores = index.search(vector, fetch)
-            ok = keep[labels]
-            if int(ok.sum()) >= k:
-                return labels[ok][:k], scores[ok][:k]
-            if fetch >= count:
-                break
-            fetch = min(count, fetch * _WIDEN)
+    fetch = min(count, math.ceil(2 * k * count / passing))
+    limit = count if exact is False else passing / HNSW_SHARE
+    while exact is not True and fetch <= limit:
+        labels, scores = index.search(vector, fetch)
+        ok = keep[labels]
+        if int(ok.sum()) >= k:
+            return labels[ok][:k], scores[ok][:k]
+        if fetch >= count:
+            break
+        fetch = min(count, fetch * _WIDEN)
     return exact_among(index, vector, k, np.flatnonzero(keep))
 
 

@@ -135,15 +135,15 @@ def brute_force(vectors, query, allowed, k, exclude=()):
 
 
 @pytest.mark.parametrize("share", [0.5, 0.05, 0.004])
-@pytest.mark.parametrize("scan_up_to", [0, 4096])  # 0: always through HNSW, widening as needed; else by share
-def test_filtered_search_equals_brute_force(random_index, share, scan_up_to):
+@pytest.mark.parametrize("exact", [False, None, True])  # False: through HNSW, widening as needed; None: chosen
+def test_filtered_search_equals_brute_force(random_index, share, exact):
     index, vectors, rng = random_index
     for trial in range(5):
         allowed = rng.random(len(vectors)) < share
         query = vectors[rng.integers(len(vectors))]
         exclude = [int(i) for i in rng.choice(len(vectors), 3, replace=False)]
         for k in (1, 10, 50):
-            labels, scores = search_allowed(index, query, k, allowed, exclude, scan_up_to=scan_up_to)
+            labels, scores = search_allowed(index, query, k, allowed, exclude, exact=exact)
             assert len(labels) == min(k, int(allowed.sum() - allowed[exclude].sum()))
             assert set(labels.tolist()) == brute_force(vectors, query, allowed, k, exclude)
             assert np.all(np.diff(scores) <= 1e-6)  # best first
@@ -154,7 +154,7 @@ def test_a_filter_keeping_fewer_than_k_gives_them_all(random_index):
     index, vectors, _ = random_index
     allowed = np.zeros(len(vectors), dtype=bool)
     allowed[[5, 900, 2999]] = True
-    labels, _ = search_allowed(index, vectors[0], 10, allowed, scan_up_to=0)
+    labels, _ = search_allowed(index, vectors[0], 10, allowed, exact=False)
     assert sorted(labels.tolist()) == [5, 900, 2999]
     assert len(search_allowed(index, vectors[0], 10, np.zeros(len(vectors), dtype=bool))[0]) == 0
 
@@ -163,8 +163,8 @@ def test_recommender_filters_equal_brute_force_on_the_tiny_bundle(tiny_bundle, m
     rec = Recommender.load(tiny_bundle, threads=1, ef=500)
     vectors = rec.index.vectors(range(len(rec)))
     ids = [r["id"] for r in rec.items.scan()]
-    for scan_up_to in (0, 4096):
-        monkeypatch.setattr(filtered_search, "SCAN_UP_TO", scan_up_to)
+    for share in (1e-9, 4.0, 1e9):  # always HNSW, the default choice, always a scan
+        monkeypatch.setattr(filtered_search, "HNSW_SHARE", share)
         for spec in ("year<=1970", "genres=Horror|Sci-Fi", ["year>1980", "genres!=Comedy"]):
             allowed = rec.columns.mask(spec)
             assert 0 < allowed.sum() < len(rec)
