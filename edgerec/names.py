@@ -14,7 +14,8 @@ ratio of at least 0.7, for typos). Spaces do not separate an exact match:
 trigrams, so a lookup reads a few posting lists, not every name.
 
 The table is built on first use (it parses every item once: ~0.1 s for
-MovieLens's 3,883): loading a bundle and answering queries never pay for it.
+MovieLens's 3,883 items, ~5 s for 200,000 on a busy 2-vCPU machine): loading a
+bundle, exact ids and queries never pay for it.
 """
 
 from __future__ import annotations
@@ -70,11 +71,7 @@ def split_name(text: str) -> tuple[str, int | None]:
 
 def _trigrams(name: str) -> set[str]:
     """Trigrams of each word padded with spaces: word order does not change them."""
-    grams: set[str] = set()
-    for word in name.split():
-        padded = f" {word} "
-        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
-    return grams
+    return {padded[i : i + 3] for padded in (f" {word} " for word in name.split()) for i in range(len(padded) - 2)}
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ class NameIndex:
         names: list[str] = []
         years: list[int | None] = []
         gram_counts: list[int] = []
-        postings: dict[str, list[int]] = {}
+        all_grams: list[str] = []  # every name's trigrams, one name after another
         for label, record in enumerate(records):
             item_year = _metadata_year(record.get("year"))
             seen: set[str] = set()
@@ -116,8 +113,7 @@ class NameIndex:
                     continue
                 seen.add(name)
                 grams = _trigrams(name)
-                for gram in grams:
-                    postings.setdefault(gram, []).append(len(names))
+                all_grams.extend(grams)
                 gram_counts.append(len(grams))
                 labels.append(label)
                 names.append(name)
@@ -126,7 +122,13 @@ class NameIndex:
         self._names = names
         self._years = years
         self._gram_counts = np.asarray(gram_counts, dtype=np.int64)
-        self._postings = {gram: np.asarray(entries, dtype=np.int32) for gram, entries in postings.items()}
+        # Postings as one array grouped by numpy (CSR), not a list per trigram: fewer Python objects to make.
+        self._gram_ids: dict[str, int] = {}
+        ids = np.fromiter((self._gram_ids.setdefault(g, len(self._gram_ids)) for g in all_grams), dtype=np.int64,
+                          count=len(all_grams))
+        owners = np.repeat(np.arange(len(names), dtype=np.int32), self._gram_counts)
+        self._entries = owners[np.argsort(ids, kind="stable")]
+        self._starts = np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=len(self._gram_ids)))])
 
     def search(self, text: str, k: int) -> list[tuple[int, str, float]]:
         """The ``k`` best (label, how it matched, similarity), one entry per item, best first."""
@@ -134,7 +136,8 @@ class NameIndex:
         if not query:
             return []
         grams = _trigrams(query)
-        lists = [self._postings[g] for g in grams if g in self._postings]
+        found = [self._gram_ids[g] for g in grams if g in self._gram_ids]
+        lists = [self._entries[self._starts[i] : self._starts[i + 1]] for i in found]
         if not lists:
             return []
         shared = np.bincount(np.concatenate(lists), minlength=len(self._names))
@@ -142,7 +145,8 @@ class NameIndex:
         # the last word's closing one. The rest are only typo candidates: the best few by trigram overlap.
         structured = np.flatnonzero(shared >= max(1, len(grams) - 1))
         overlap = shared / (len(grams) + self._gram_counts - shared)
-        fuzzy = np.argsort(-overlap, kind="stable")[:_FUZZY_POOL]
+        pool = min(_FUZZY_POOL, len(overlap))
+        fuzzy = np.argpartition(-overlap, pool - 1)[:pool]  # unordered: the ranking below orders them
         fuzzy = fuzzy[shared[fuzzy] > 0]
         query_words = set(query.split())
         compact = query.replace(" ", "")  # "alien 3" is "Alien³"; "star wars" is not "starwars" otherwise
