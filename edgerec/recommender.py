@@ -252,12 +252,7 @@ class Recommender:
         spec = self.bundle.manifest.lexical
         if self.lexical is None or spec is None:  # both or neither: the manifest says when postings exist
             return labels[:k], scores[:k], reading
-        if allowed is None:
-            found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL))
-        else:  # rank every match, then keep the pool among the items that pass
-            found, bm25 = self.lexical.top(text, self.lexical.size)
-            passing = allowed[found]
-            found, bm25 = found[passing][: max(k, LEXICAL_POOL)], bm25[passing][: max(k, LEXICAL_POOL)]
+        found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL), allowed)
         fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
                      spec.weight, k)
         return *fused, reading

@@ -255,3 +255,13 @@ def test_cli_bad_where_is_one_line_exit_2(tiny_bundle, clause, fragment):
 def test_cli_a_filter_nothing_passes_says_so(tiny_bundle):
     result = CliRunner().invoke(main, ["query", "dog", "--where", "year>3000", "--bundle", str(tiny_bundle)])
     assert result.exit_code == 0 and result.stdout == "" and "no item passes the --where filter" in result.stderr
+
+
+def test_bm25_top_drops_filtered_documents_before_ranking(movies):
+    allowed = movies.columns.mask("year>=1980")
+    labels, scores = movies.lexical.top("alien", 3, allowed)
+    everything, all_scores = movies.lexical.top("alien", movies.lexical.size)
+    passing = allowed[everything]
+    assert labels.tolist() == everything[passing][:3].tolist() and len(labels) == 3
+    np.testing.assert_allclose(scores, all_scores[passing][:3])
+    assert "Alien (1979)" not in {movies.items.records[int(i)]["id"] for i in labels}
