@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import click
 
@@ -19,6 +19,9 @@ from .encoder import MAX_TEXT_BYTES
 from .errors import EdgerecError
 from .recommender import (BUNDLE_ENV, DEFAULT_THREADS, Recommendation, Recommender, default_model_path,
                           resolve_bundle_path)
+
+if TYPE_CHECKING:
+    from .names import NameMatch
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
 # Line separators would break a one-line message; bidi overrides can make a terminal show text reordered.
@@ -90,6 +93,9 @@ def bundle_option(f: Any) -> Any:
 
 
 def runtime_options(f: Any) -> Any:
+    f = click.option("--where", "where", multiple=True, metavar="CLAUSE",
+                     help="Only items whose metadata pass, e.g. 'year<=1998' or 'genres=Comedy|Drama' (one of); "
+                          "operators = != < <= > >=; repeat it: all must hold.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one result per line.")(f)
     f = click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
                      help="How many results.")(f)
@@ -123,8 +129,8 @@ def main() -> None:
 @click.option("--encoder-only", is_flag=True,
               help="Answer with the encoder alone; the bundle's description model never takes part.")
 @runtime_options
-def query(text: str, encoder_only: bool, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
-          bundle: str | None) -> None:
+def query(text: str, encoder_only: bool, k: int, as_json: bool, where: tuple[str, ...], threads: int | None,
+          device: str, ef: int | None, bundle: str | None) -> None:
     """Items matching TEXT (use - to read the text from stdin).
 
     The encoder's answer, with BM25 over the items' words fused in when the
@@ -133,17 +139,22 @@ def query(text: str, encoder_only: bool, k: int, as_json: bool, threads: int | N
     """
     text = _read_stdin_text() if text == "-" else _argv_text(text)
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
-    _print(rec.query(text, k=k, descriptions=not encoder_only), as_json)
+    results = rec.query(text, k=k, descriptions=not encoder_only, filter=_filter(where))
+    known = rec.query_understood(text)
+    if not known:
+        click.echo("edgerec: note: the model knows no word of this query (emoji, symbols or a script it "
+                   "lacks): the items below answer nothing in it", err=True)
+    _print(results, as_json, where, extra={"understood": known})
 
 
 @main.command()
 @click.argument("item_id")
 @runtime_options
-def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
-            bundle: str | None) -> None:
-    """Items like ITEM_ID."""
+def similar(item_id: str, k: int, as_json: bool, where: tuple[str, ...], threads: int | None, device: str,
+            ef: int | None, bundle: str | None) -> None:
+    """Items like ITEM_ID (an item id, or a title naming one item: see `edgerec items search`)."""
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
-    _print(rec.similar(item_id, k=k), as_json)
+    _print(rec.similar(_argv_text(item_id), k=k, filter=_filter(where)), as_json, where)
 
 
 @main.command()
@@ -159,19 +170,55 @@ def similar(item_id: str, k: int, as_json: bool, threads: int | None, device: st
                    "(default: the bundle's).")
 @runtime_options
 def recommend(history: Sequence[str], include_seen: bool, disliked: Sequence[str], strategy: str,
-              prior: float | None, k: int, as_json: bool, threads: int | None, device: str, ef: int | None,
-              bundle: str | None) -> None:
-    """Items for someone who liked HISTORY (item ids, most recent last)."""
+              prior: float | None, k: int, as_json: bool, where: tuple[str, ...], threads: int | None, device: str,
+              ef: int | None, bundle: str | None) -> None:
+    """Items for someone who liked HISTORY (item ids or titles naming one item, most recent last)."""
     rec = Recommender.load(bundle, threads=threads, device=device, ef=ef)
-    _print(rec.recommend(list(history), k=k, exclude_seen=not include_seen, disliked=list(disliked),
-                         strategy=strategy, prior=prior), as_json)
+    history = [_argv_text(item) for item in history]
+    disliked = [_argv_text(item) for item in disliked]
+    _print(rec.recommend(history, k=k, exclude_seen=not include_seen, disliked=disliked, strategy=strategy,
+                         prior=prior, filter=_filter(where)), as_json, where)
+
+
+@main.group()
+def items() -> None:
+    """Look items up by name."""
+
+
+@items.command("search")
+@click.argument("text")
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many items.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one item per line.")
+@bundle_option
+def items_search(text: str, k: int, as_json: bool, bundle: str | None) -> None:
+    """Items whose title or id is like TEXT: case, accents, articles ("The") and the year do not matter;
+    exact names first, then prefixes, all words, typos. Each line: rank, how it matched, similarity."""
+    from .bundle.reader import open_bundle
+    from .encoder import clean_text
+    from .items import ItemTable
+    from .names import ItemNames
+
+    # Only the item table is needed: no encoder or index to load.
+    opened = open_bundle(resolve_bundle_path(bundle))
+    table = ItemTable.load(opened.path("items"), opened.manifest.items)
+    found = ItemNames(table).find(clean_text(_argv_text(text)), k)
+    if as_json:
+        for match in found:
+            click.echo(json.dumps(match.to_dict(), ensure_ascii=True))
+        return
+    if not found:
+        click.echo(f"edgerec: no item has a name like {safe(repr(text))}", err=True)
+    for rank, match in enumerate(found, start=1):
+        click.echo(safe(f"{rank:>3}  {match.match:<7}  {match.score:5.3f}  {_described(match)}"))
 
 
 @main.command()
 @click.argument("catalog", type=click.Path())
 @click.option("--out", "out", required=True, type=click.Path(), help="Directory of the new bundle.")
 @click.option("--text-fields", default=None,
-              help="Comma-separated fields that make each item's text (default: the base bundle's, e.g. title,year,genres).")
+              help="Comma-separated fields that make each item's text (default: every field holding words, "
+                   "not the id, numbers or links; a rebuild of a home keeps the home's).")
 @click.option("--id-field", default="id", show_default=True, help="Field holding each item's unique id.")
 @click.option("--name", default=None, help="Bundle name (default: the --out directory's name).")
 @click.option("--force", is_flag=True, help="Replace --out if it is an existing bundle.")
@@ -204,6 +251,7 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
         manifest = build_from_catalog(
             catalog, out, base=bundle if bundle is not None else default_model_path(), text_fields=fields, id_field=id_field,
             name=name, threads=threads, ef=ef, overwrite=force, progress=progress,
+            log=lambda line: click.echo(f"edgerec: {safe(line)}", err=True),
         )
     click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
                err=True)
@@ -493,14 +541,27 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[str]:
         yield f"{prefix[:-1]}: {value if not isinstance(value, list) else ', '.join(map(str, value))}"
 
 
-def _print(results: list[Recommendation], as_json: bool) -> None:
+def _filter(where: tuple[str, ...]) -> list[str] | None:
+    return list(where) or None
+
+
+def _print(results: list[Recommendation], as_json: bool, where: tuple[str, ...] = (),
+           extra: dict[str, Any] | None = None) -> None:
+    """``extra``: fields every JSON line gets (query's "understood")."""
+    if not results and where:
+        click.echo("edgerec: no item passes the --where filter", err=True)
     if as_json:
         for result in results:
-            click.echo(json.dumps(result.to_dict(), ensure_ascii=True))
+            click.echo(json.dumps({**result.to_dict(), **(extra or {})}, ensure_ascii=True))
         return
     for rank, result in enumerate(results, start=1):
-        extra = [v for k, v in result.metadata.items() if k != "title"]
-        described = "  ".join(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in extra)
-        title = result.metadata.get("title")
-        name = result.item_id if title in (None, "", result.item_id) else f"{title}  [{result.item_id}]"
-        click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {name}  {described}".rstrip()))
+        click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {_described(result)}"))
+
+
+def _described(result: Recommendation | NameMatch) -> str:
+    """Title, [item id] and the other metadata, as a table line shows an item."""
+    extra = [v for k, v in result.metadata.items() if k != "title"]
+    described = "  ".join(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in extra)
+    title = result.metadata.get("title")
+    name = result.item_id if title in (None, "", result.item_id) else f"{title}  [{result.item_id}]"
+    return f"{name}  {described}".rstrip()

@@ -40,12 +40,20 @@ class EmptyQueryError(InputError):
 class UnknownItemError(InputError, KeyError):
     """An item id the bundle does not contain."""
 
-    def __init__(self, item_id: str) -> None:
+    def __init__(self, item_id: str, candidates: tuple[str, ...] | None = None) -> None:
         super().__init__(item_id)
         self.item_id = item_id
+        # Ids of items whose names are like it, best first; None when names were not searched.
+        self.candidates = None if candidates is None else tuple(candidates)
 
     def __str__(self) -> str:
-        return f"unknown item id {self.item_id!r}: look ids up with `edgerec query --json`"
+        # An id is a line of text: one pasted by mistake (a whole file) is shown cut.
+        shown = repr(self.item_id) if len(self.item_id) <= 200 else repr(self.item_id[:200]) + "..."
+        if self.candidates:
+            return f"unknown item id {shown}; did you mean: {', '.join(map(repr, self.candidates))}?"
+        if self.candidates is not None:
+            return f"unknown item id {shown}, and no item has a name like it"
+        return f"unknown item id {shown}"
 
 
 class CatalogError(InputError):

@@ -112,9 +112,21 @@ class ItemTable:
 
     def columns(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for record in self.records:
+        for record in self.scan():
             seen.update(dict.fromkeys(record))
         return tuple(seen)
+
+    def scan(self, lines_per_chunk: int = 4096) -> Iterator[Mapping[str, Any]]:
+        """Every record once, in label order: for tables built over all items (names, filters). A loaded
+        table parses its file a chunk at a time, leaving the cache of records parsed for answers alone."""
+        records = self.records
+        if not isinstance(records, JsonlRecords):
+            yield from records
+            return
+        for start in range(0, len(records), lines_per_chunk):
+            chunk = records.raw_lines(start, min(start + lines_per_chunk, len(records)))
+            for line in chunk.split(b"\n")[:-1]:  # raw_lines ends with a newline
+                yield json.loads(line)
 
 
 # Parsed records a JsonlRecords keeps (a few MB at most).

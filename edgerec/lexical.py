@@ -148,9 +148,10 @@ class LexicalIndex:
         return cls(words_list, starts, docs, weights, size, split)
 
     # -- queries -----------------------------------------------------------
-    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``n`` best (labels, BM25 scores), best first; only documents sharing a word with ``query``.
-        A word repeated in the query counts each time."""
+    def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best (labels, BM25 scores), best first; only documents sharing a word with ``query``
+        (and, given ``allowed``, a bool per document, only those it allows). A word repeated in the query
+        counts each time."""
         spans = [(self.starts[i], self.starts[i + 1]) for i in
                  (self._ids.get(word) for word in self.split(query)) if i is not None]
         if not spans:
@@ -164,6 +165,9 @@ class LexicalIndex:
             scores = np.bincount(docs, weights=weights, minlength=self.size)
             labels = np.flatnonzero(scores)
             scores = scores[labels]
+        if allowed is not None:  # a filter: dropped before ranking, so n passing documents come back
+            passing = allowed[labels]
+            labels, scores = labels[passing], scores[passing]
         if len(labels) > n:
             keep = np.argpartition(-scores, n - 1)[:n]
             labels, scores = labels[keep], scores[keep]

@@ -9,19 +9,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .bundle.reader import Bundle, open_bundle
 from .descriptions import DescriptionModel
 from .encoder import TextEncoder, clean_text
-from .errors import EmptyQueryError, InputError, UnknownItemError
+from .errors import EmptyQueryError, InputError
 from .index import ItemIndex
 from .items import ItemTable
 from .lexical import LEXICAL_POOL, LexicalIndex, WordSplitter, fuse
 from .prior import ItemPrior
 from .user import STRATEGIES, away_from, best_scores, user_vector
+
+if TYPE_CHECKING:  # imported when first used: loading and plain queries never pay for them
+    from .filters import FilterSpec, ItemColumns
+    from .names import ItemNames, NameMatch
 
 BUNDLE_ENV = "EDGEREC_BUNDLE"
 MAX_K = 10_000
@@ -100,6 +104,8 @@ class Recommender:
         # The most popular items join every recommend with a prior: their vectors are kept at hand.
         self._popular = {} if prior is None else {int(label): row for row, label in enumerate(prior.ranked)}
         self._popular_vectors = None if prior is None else index.vectors(prior.ranked)
+        self._names: ItemNames | None = None
+        self._columns: ItemColumns | None = None
 
     @classmethod
     def load(
@@ -167,6 +173,25 @@ class Recommender:
     def __len__(self) -> int:
         return len(self.items)
 
+    # Made on first use, like their tables. Two threads racing here may each make one: both are correct.
+    @property
+    def names(self) -> ItemNames:
+        """Items by name (edgerec.names)."""
+        if self._names is None:
+            from .names import ItemNames
+
+            self._names = ItemNames(self.items)
+        return self._names
+
+    @property
+    def columns(self) -> ItemColumns:
+        """The items' metadata as filters read it (edgerec.filters)."""
+        if self._columns is None:
+            from .filters import ItemColumns
+
+            self._columns = ItemColumns(self.items)
+        return self._columns
+
     # -- vectors -----------------------------------------------------------
     def encode(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (a single str gives one row)."""
@@ -187,8 +212,13 @@ class Recommender:
         return self.encoder.encode(cleaned, batch_size=batch_size)
 
     # -- recommendations -----------------------------------------------------
-    def query(self, text: str, k: int = 10, *, descriptions: bool = True) -> list[Recommendation]:
+    def query(self, text: str, k: int = 10, *, descriptions: bool = True,
+              filter: FilterSpec | None = None) -> list[Recommendation]:
         """Items that match a free-text description, best first.
+
+        ``filter``: only items whose metadata pass it (edgerec.filters), e.g. ``"year<=1998"``,
+        ``["year<=1998", "genres=Comedy|Drama"]`` or ``{"year": {"<=": 1998}}``; k of them when k pass.
+        The filter applies to the encoder's candidates and to BM25's alike.
 
         When the bundle has BM25 postings (edgerec.lexical), each candidate's score is its cosine plus
         the BM25 share: cosine + weight x margin x BM25 / the query's best BM25. When the bundle has a
@@ -200,29 +230,40 @@ class Recommender:
         k = self._check_k(k)
         if not isinstance(descriptions, bool):
             raise TypeError(f"descriptions must be a bool, got {type(descriptions).__name__}")
-        labels, scores, _ = self._answer(clean_text(text), k, use_descriptions=descriptions)
+        allowed = self._allowed(filter)
+        labels, scores, _ = self._answer(clean_text(text), k, use_descriptions=descriptions, allowed=allowed)
         return self._results(labels, scores)
+
+    def query_understood(self, text: str) -> bool:
+        """Whether the model knows any word of ``text`` (edgerec.understood). When it does not (emoji only,
+        a script the vocabulary lacks), ``query`` still returns k items, the same for every such text:
+        they answer nothing, so do not present them as an answer."""
+        from .understood import understood
+
+        return understood(self.encoder.tokenizer, clean_text(text))
 
     def query_reading(self, text: str) -> str:
         """How ``query`` reads ``text``: "encoder" (the encoder alone) or "blend" (the description
         model takes part)."""
         return self._answer(clean_text(text), 1, use_descriptions=True)[2]
 
-    def _answer(self, text: str, k: int, *, use_descriptions: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    def _answer(self, text: str, k: int, *, use_descriptions: bool,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
         """The query path: encode, search, (when the description model joins) search again, and (when the
-        bundle has BM25 postings) fuse the lexical scores in."""
+        bundle has BM25 postings) fuse the lexical scores in. ``allowed``: a filter's mask, for both sides."""
         model = self.descriptions if use_descriptions else None
         vector = self.encoder.encode_one(text)
-        labels, scores = self.index.search(vector, k if model is None else model.probe_size(k, len(self.items)))
+        search = self.index.search if allowed is None else self._search_allowed(allowed)
+        labels, scores = search(vector, k if model is None else model.probe_size(k, len(self.items)))
         refined = None if model is None else model.refine(text, vector, scores, self._top_record(labels))
         reading = "encoder"
         if refined is not None:
             vector, reading = refined, "blend"
-            labels, scores = self.index.search(vector, k)
+            labels, scores = search(vector, k)
         spec = self.bundle.manifest.lexical
         if self.lexical is None or spec is None:  # both or neither: the manifest says when postings exist
             return labels[:k], scores[:k], reading
-        found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL))
+        found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL), allowed)
         fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
                      spec.weight, k)
         return *fused, reading
@@ -230,28 +271,39 @@ class Recommender:
     def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:
         return self.items.records[int(labels[0])] if len(labels) else {}
 
-    def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
-        """Items like ``item_id`` (the item itself is left out)."""
+    def find(self, text: str, k: int = 10) -> list[NameMatch]:
+        """Items whose title or id is like ``text``, best first (edgerec.names: case, accents, articles and
+        a year in parentheses do not matter; exact names first, then prefixes, all words, typos)."""
+        return self.names.find(clean_text(text), self._check_k(k))
+
+    def similar(self, item_id: str, k: int = 10, *, filter: FilterSpec | None = None) -> list[Recommendation]:
+        """Items like ``item_id`` (the item itself is left out). An exact id comes first; otherwise a title
+        that names exactly one item (``find``'s exact, prefix or all-words match) is accepted. ``filter``: as
+        in ``query``."""
         k = self._check_k(k)
         label = self._label(item_id)
+        allowed = self._allowed(filter)
         vector = self.index.vectors([label])[0]
-        return self._results(*self.index.search(vector, k, exclude=[label]))
+        search = self.index.search if allowed is None else self._search_allowed(allowed)
+        return self._results(*search(vector, k, exclude=[label]))
 
     def recommend(self, history: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
                   disliked: Sequence[str] = (), strategy: str = "exclude",
-                  prior: float | None = None) -> list[Recommendation]:
+                  prior: float | None = None, filter: FilterSpec | None = None) -> list[Recommendation]:
         """Items for a user who liked ``history`` (item ids, most recent last).
 
         The most recent items (the bundle's ``user.window``) make the search
         vector; every history item is left out of the results unless
         ``exclude_seen`` is False. An item named more than once counts once, at
-        its most recent position. An unknown id raises UnknownItemError: the
-        whole history is refused rather than answered without it.
+        its most recent position. A title naming one item is accepted, as in
+        ``similar``. An unknown item raises UnknownItemError (with candidates):
+        the whole history is refused rather than answered without it.
 
-        ``disliked``: item ids the user turned down; they are never answered, and with ``strategy``
+        ``disliked``: items the user turned down; they are never answered, and with ``strategy``
         "average" or "best_score" the answer also moves away from them (edgerec.user).
         ``prior``: the weight of the bundle's item prior (edgerec.prior) for this call instead of the
         bundle's own; 0 leaves popularity out. A bundle without a prior accepts only None or 0.
+        ``filter``: as in ``query``.
         """
         k = self._check_k(k)
         if isinstance(history, (str, bytes, bytearray)) or not isinstance(history, Sequence):
@@ -270,6 +322,8 @@ class Recommender:
         labels = list(reversed(dict.fromkeys(reversed(labels))))
         turned_down = list(dict.fromkeys(self._label(item_id, name=f"disliked[{i}]")
                                          for i, item_id in enumerate(disliked)))
+        allowed = self._allowed(filter)
+        search = self.index.search if allowed is None else self._search_allowed(allowed)
         vector = self.user_vector(labels)
         exclude = [*(labels if exclude_seen else ()), *turned_down]
         score_of = None  # the candidates' scores when they are not the cosine to ``vector``
@@ -280,19 +334,21 @@ class Recommender:
             against = self.index.vectors(turned_down)
             score_of = lambda rows: best_scores(self._vectors(rows), liked, against)  # noqa: E731
         if weight == 0.0 and score_of is None:
-            return self._results(*self.index.search(vector, k, exclude=exclude))
+            return self._results(*search(vector, k, exclude=exclude))
         wanted = min(k + PRIOR_SEARCH, len(self.items))
-        found, cosines = self.index.search(vector, wanted, exclude=exclude)
+        found, cosines = search(vector, wanted, exclude=exclude)
         ceiling = float(cosines[-1]) if score_of is None and len(found) == wanted else None
         if score_of is None:
             score_of = lambda rows: self._vectors(rows) @ vector  # noqa: E731
         else:  # an item's best score is its cosine to one liked item: each one's neighbours are candidates
-            near = [self.index.search(v, wanted, exclude=exclude)[0] for v in liked]
+            near = [search(v, wanted, exclude=exclude)[0] for v in liked]
             found = np.unique(np.concatenate([found, *near]))
             cosines = score_of(found)
         if weight == 0.0 or self.prior is None:
             order = np.lexsort((found, -cosines))[:k]
             return self._results(found[order], cosines[order])
+        if allowed is not None:  # popular items the filter does not keep never join
+            exclude += [label for label in self.prior.ranked.tolist() if not allowed[label]]
         return self._results(*self.prior.rerank(found, cosines, score_of, weight, k, exclude=exclude,
                                                 ceiling=ceiling))
 
@@ -333,10 +389,17 @@ class Recommender:
     def _label(self, item_id: object, name: str = "item_id") -> int:
         if not isinstance(item_id, str):
             raise TypeError(f"{name} must be a str item id, got {type(item_id).__name__}")
-        try:
-            return self.items.labels[item_id]
-        except KeyError:
-            raise UnknownItemError(item_id) from None
+        label = self.items.labels.get(item_id)  # an exact id: no name table needed
+        return label if label is not None else self.names.label(item_id)
+
+    def _allowed(self, filter: FilterSpec | None) -> np.ndarray | None:
+        """The filter's mask over the items (None: no filter, and no work on the plain path)."""
+        return None if filter is None else self.columns.mask(filter)
+
+    def _search_allowed(self, allowed: np.ndarray) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+        from .filtered_search import search_allowed
+
+        return lambda vector, k, exclude=(): search_allowed(self.index, vector, k, allowed, exclude)
 
     def _results(self, labels: np.ndarray, scores: np.ndarray) -> list[Recommendation]:
         records = self.items.records

@@ -190,3 +190,20 @@ def test_the_cli_counts_events_and_recommends_with_them(home: Path, tmp_path: Pa
     assert plain.exit_code == 0 and ids[2] not in plain.output
     bad = runner.invoke(main, ["prior", str(tmp_path / "missing.csv"), "--bundle", str(home)])
     assert bad.exit_code == 2 and "cannot be read" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_filter_holds_with_a_prior_and_dislikes(home: Path, tmp_path: Path) -> None:
+    rec = Recommender.load(home)
+    ids = ids_of(rec)
+    Store(home).set_prior(write_events(tmp_path / "events.csv", [(f"u{i}", ids[i % 40], i) for i in range(200)]),
+                          weight=1.0)
+    rec = Recommender.load(home)
+    history, disliked = ids[60:66], ids[70:72]
+    liked = [rec.items.labels[i] for i in history]
+    allowed = np.array([int(r["year"]) <= 1980 for r in rec.items.records])
+    extra = rec.prior.scores.astype(np.float64)
+    extra[~allowed] = -np.inf
+    vector = user_vector(rec.index.vectors(liked), rec.bundle.manifest.user.window)
+    expected = brute_force(rec, vector, extra, liked + [rec.items.labels[i] for i in disliked], 6)
+    answer = rec.recommend(history, k=6, disliked=disliked, filter="year<=1980")
+    assert [r.item_id for r in answer] == expected and all(r.metadata["year"] <= 1980 for r in answer)

@@ -34,7 +34,7 @@ from ..index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex
 from ..items import ItemTable, item_text, jsonl_bytes
 from ..lexical import LexicalBuilder, WordSplitter
 from ..prior import ItemPrior
-from .catalog import CatalogFile, survey_catalog, text_fields_among
+from .catalog import CatalogFile, CatalogSurvey, survey_catalog, text_fields_among
 from .updated_items import UpdatedItems
 
 # progress(stage, done, total): called as work advances.
@@ -335,6 +335,17 @@ def _no_text_error(count: int, text_fields: Sequence[str], example: str) -> Cata
     return CatalogError(f"{count} items have no text in {list(text_fields)}, e.g. id {example!r}")
 
 
+def _text_like_fields(catalog: Any, survey: CatalogSurvey, log: Callable[[str], None] | None) -> tuple[str, ...]:
+    skipped = ", ".join(f"{name} ({kind})" for name, kind in survey.not_text.items())
+    if not survey.text_like:
+        raise CatalogError(f"{catalog}: no field holds text (the fields: {', '.join(survey.columns)}"
+                           f"{'; ' + skipped if skipped else ''}); say which make the item text with --text-fields")
+    if log is not None:
+        log(f"text from every field holding words: {', '.join(survey.text_like)}"
+            f"{'; not ' + skipped if skipped else ''} (choose with --text-fields)")
+    return survey.text_like
+
+
 def build_from_catalog(
     catalog: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -348,28 +359,32 @@ def build_from_catalog(
     ef: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
+    log: Callable[[str], None] | None = None,
 ) -> Manifest:
     """A new bundle for the items in ``catalog``, using the encoder of ``base`` (a bundle or a model).
 
     Streams: the catalogue is checked in a first pass (nothing is encoded
-    before every line is known to be good), then encoded in chunks.
+    before every line is known to be good), then encoded in chunks. Without
+    ``text_fields``, every field that holds words makes the text (not the id,
+    numbers or links: ``catalog.value_kind``); ``log`` is told which.
     """
     source = open_bundle(base, model_ok=True)
     catalog_file = CatalogFile(catalog, id_field=id_field)
-    items = source.manifest.items
-    preferred = text_fields or (items.text_fields if items is not None else COMMON_TEXT_FIELDS)
     lines = catalog_file.count_lines()
-    survey = survey_catalog(catalog_file, preferred,
+    survey = survey_catalog(catalog_file, text_fields or (),
                             progress=None if progress is None else lambda line: progress("checking", min(line, lines), lines))
     if progress is not None:
         progress("checking", lines, lines)
-    fields = text_fields_among(survey.columns, preferred, id_field)
     if text_fields:
+        fields = text_fields_among(survey.columns, text_fields, id_field)
         missing = [f for f in text_fields if f not in fields]
         if missing:
             raise CatalogError(f"{catalog}: no item has the text field(s) {missing}")
-    if survey.first_without_text is not None:
-        raise _no_text_error(survey.without_text, fields, survey.first_without_text)
+    else:
+        fields = _text_like_fields(catalog, survey, log)
+    without_text, first_without_text = survey.without_text_in(fields)
+    if first_without_text is not None:
+        raise _no_text_error(without_text, fields, first_without_text)
 
     def second_pass() -> Iterator[Mapping[str, Any]]:
         for _, record in catalog_file.records(unique=False):  # the first pass refused duplicates

@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -176,29 +177,69 @@ class CatalogSurvey:
     without_text: int  # items with no text in any of the candidate text fields
     first_without_text: str | None  # the id of the first such item
     sha256: str
+    text_like: tuple[str, ...] = ()  # fields (not the id) whose values are mostly words: the default text
+    not_text: Mapping[str, str] = field(default_factory=dict)  # the other fields -> what they hold
+    # Which fields hold text, by item: each distinct set of fields -> (items with it, the first one's id).
+    filled: Mapping[frozenset[str], tuple[int, str]] = field(default_factory=dict)
+
+    def without_text_in(self, fields: Sequence[str]) -> tuple[int, str | None]:
+        """(items with no text in any of ``fields``, the first one's id or None)."""
+        wanted = set(fields)
+        empty = [(count, first) for filled, (count, first) in self.filled.items() if not filled & wanted]
+        return sum(count for count, _ in empty), (empty[0][1] if empty else None)
 
 
-def survey_catalog(catalog: CatalogFile, candidate_fields: Sequence[str],
+def survey_catalog(catalog: CatalogFile, candidate_fields: Sequence[str] = (),
                    progress: Callable[[int], None] | None = None) -> CatalogSurvey:
-    """Read and check every record once, keeping only counts, column names and the ids.
+    """Read and check every record once, keeping only counts, column names, what kind of values each
+    field holds, and the ids.
 
     Whichever of ``candidate_fields`` the build then keeps, an item's text is
     the same: a candidate no item has adds nothing to any text. So empty texts
-    can be counted here, before the text fields are chosen.
+    can be counted here, before the text fields are chosen; ``filled`` counts
+    them for any choice of fields.
     """
     columns: dict[str, None] = {}
+    kinds: dict[str, Counter[str]] = {}
+    filled: dict[frozenset[str], tuple[int, str]] = {}
     count = without_text = 0
     first_without_text = None
     candidates = [f for f in candidate_fields if f != catalog.id_field]
     for _, record in catalog.records(progress=progress):
         count += 1
         columns.update(dict.fromkeys(record))
-        if not item_text(record, candidates):
+        item_id = record[catalog.id_field]
+        with_text = frozenset(f for f in record if f != catalog.id_field and item_text(record, [f]))
+        seen, first = filled.get(with_text, (0, item_id))
+        filled[with_text] = (seen + 1, first)
+        for name in with_text:
+            kinds.setdefault(name, Counter())[value_kind(record[name])] += 1
+        if candidates and not item_text(record, candidates):
             without_text += 1
-            first_without_text = first_without_text or record[catalog.id_field]
+            first_without_text = first_without_text or item_id
     if count == 0:
         raise CatalogError(f"{catalog.path}: no items")
     if catalog.sha256 is None:
         raise RuntimeError(f"{catalog.path}: the pass over the catalogue ended early")
+    text_like = tuple(f for f in columns if f in kinds and kinds[f]["text"] * 2 > sum(kinds[f].values()))
+    not_text = {f: max((k for k in kinds[f] if k != "text"), key=kinds[f].__getitem__) for f in columns
+                if f in kinds and f not in text_like}
     return CatalogSurvey(count=count, columns=tuple(columns), without_text=without_text,
-                         first_without_text=first_without_text, sha256=catalog.sha256)
+                         first_without_text=first_without_text, sha256=catalog.sha256, text_like=text_like,
+                         not_text=not_text, filled=filled)
+
+
+_NUMBER = re.compile(r"^\s*[-+]?(\d+[.,]?\d*|[.,]\d+)([eE][-+]?\d+)?\s*$")
+_LINK = re.compile(r"^\s*(https?://|www\.|mailto:)", re.IGNORECASE)
+
+
+def value_kind(value: Any) -> str:
+    """What a non-empty field value holds: "text" (words), "numbers", "links" or "other" (objects)."""
+    if isinstance(value, str):
+        return "numbers" if _NUMBER.match(value) else "links" if _LINK.match(value) else "text"
+    if isinstance(value, (bool, int, float)):
+        return "numbers"
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        found = [value_kind(v) for v in value if v.strip()]
+        return "text" if "text" in found else (found[0] if found else "other")
+    return "other"

@@ -151,9 +151,12 @@ class Store:
         """A new version from a whole catalogue, encoded with ``base``'s model (default: the current version's)."""
         with self._locked():
             previous = self.pointer().current
+            # The home's catalogue keeps its text fields unless others are asked for.
+            kept = open_current(self.home).manifest.items
             manifest = self._commit(
                 lambda out: build_from_catalog(catalog, out, base=base or self.home / previous,
-                                               text_fields=text_fields, id_field=id_field,
+                                               text_fields=text_fields or (kept.text_fields if kept else None),
+                                               id_field=id_field,
                                                name=name or self.home.name, threads=threads, ef=ef,
                                                progress=progress),
                 previous=previous,
