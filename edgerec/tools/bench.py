@@ -153,14 +153,15 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
     say = log or (lambda _line: None)
     settings = thread_settings()
     first = Recommender.load(bundle_path, threads=settings[0])
-    # The other thread settings get their own ONNX session over the same items and index
-    # (a million-item index is 1.9 GB: one copy is enough).
+    # The other thread settings get their own ONNX session over the same items, index, BM25 postings and
+    # prior (a million-item index is 1.9 GB: one copy is enough), so every setting answers the same way.
     recommenders = {settings[0]: first}
     for threads in settings[1:]:
         encoder = TextEncoder(first.bundle.path("encoder"), first.bundle.path("tokenizer"),
                               first.bundle.manifest.encoder, threads=threads)
         descriptions = DescriptionModel.of_bundle(first.bundle, threads=threads, encoder=encoder)
-        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items, descriptions)
+        recommenders[threads] = Recommender(first.bundle, encoder, first.index, first.items, descriptions,
+                                            first.lexical, first.prior)
     manifest = first.bundle.manifest
     notes = []
 
