@@ -4,6 +4,9 @@
     python -m export finetune|distil|onnx|int8|bundle|descriptions   # one stage (reads what earlier ones left)
     python -m export static --static-base DIR   # a general static student fitted instead (then `bundle`)
     python -m export evaluate   # every stage side by side -> results/compression.{md,json,svg}
+    python -m export evaluate --catalog F --interactions F --bundle B [--holdout-users 0.1]
+                                # your bundle against popularity, co-occurrence and the base model, leave-last-out
+                                # and on users held out of training -> results/<catalogue>-evaluation.{md,json,svg}
     python -m export golden     # the shipped model's torch vectors, for the tests
     python -m export peers      # edgerec beside sentence-transformers and stock ONNX -> results/peers.{md,json}
     python -m export ann        # HNSW against exact search, 1k to 1M items -> results/ann.{md,json,svg}
@@ -31,10 +34,13 @@ anchor, stock fused INT8 MiniLM, always), `--quick` a smoke run on subsamples.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
+# Stages that run without torch: the corpus is read from text packages.
+TORCH_FREE_STAGES = ("corpus",)
 STAGES = ("all", "finetune", "distil", "static", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
           "corpus", "teacher", "student", "general", "encoders", "summaries")
 
@@ -50,7 +56,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+    installed = Path(sys.argv[0]).name == "edgerec-export"  # the [export] extra's command, else a checkout
+    parser = argparse.ArgumentParser(prog="edgerec-export" if installed else "python -m export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=STAGES)
     parser.add_argument("--work", type=Path, default=Path("export/work"), help="work directory (default: %(default)s)")
@@ -86,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--rating-field", default=None, help="interactions: the rating column, if any")
     own.add_argument("--min-rating", type=float, default=None,
                      help="keep only events rated at least this (needs --rating-field)")
+    own.add_argument("--holdout-users", type=float, default=0.0,
+                     help="`all`, `static`, `bundle`, `evaluate`: a share of users (e.g. 0.1) left out of "
+                          "training and evaluated as new users (default: none)")
+    own.add_argument("--holdout-seed", type=int, default=0, help="which users --holdout-users picks (default: 0)")
     parser.add_argument("--resume", action="store_true",
                         help="`all`: skip stages whose report is already in the work directory")
     parser.add_argument("--also", type=Path, action="append", default=[],
@@ -141,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                           help="`encoders`: smoke run on subsampled tasks and catalogue, few rounds; writes to "
                                "--work/encoders/quick unless --results is given")
     args = parser.parse_args(argv)
+    if args.stage not in TORCH_FREE_STAGES and importlib.util.find_spec("torch") is None:
+        print(f"export: `{args.stage}` needs the export extra (torch, transformers, optimum): "
+              "pip install 'edgerec[export]'", file=sys.stderr)
+        return 2
     try:
         layers = tuple(int(x) for x in args.student_layers.split(",") if x.strip())
     except ValueError:
@@ -247,11 +262,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
     """`all`, `static` or `bundle` on a user's catalogue and interactions: the static path from --base."""
-    from edgerec.errors import CatalogError
+    from edgerec.errors import CatalogError, EdgerecError
     from edgerec.tools.progress import StageProgress
     from edgerec.update.build import COMMON_TEXT_FIELDS
     from edgerec.update.catalog import CatalogFile, survey_catalog, text_fields_among
 
+    from .measure.recommendation import Holdout, run_recommendation_evaluation, split_by_users
     from .stages.interactions_file import InteractionColumns, InteractionsError, read_interactions
     from .stages.pipeline import ExportConfig, run_all, stage_bundle, stage_static
     from .stages.sources import SourceMissing, minilm_teacher
@@ -260,8 +276,9 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
     if args.catalog is None or args.interactions is None:
         print("export: --catalog and --interactions go together", file=sys.stderr)
         return 2
-    if args.stage not in ("all", "static", "bundle") or layers:
-        print("export: your own data runs `all`, `static` or `bundle` from a static model (--base)", file=sys.stderr)
+    if args.stage not in ("all", "static", "bundle", "evaluate") or layers:
+        print("export: your own data runs `all`, `static`, `bundle` or `evaluate` from a static model (--base)",
+              file=sys.stderr)
         return 2
     base = args.base or Path("artifacts/general")
     out = args.out if args.out != Path("artifacts/default") else args.work / "bundle"
@@ -275,17 +292,32 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
                                      rating=args.rating_field)
         split, report = read_interactions(args.interactions, [str(r[args.id_field]) for r in records], columns,
                                           min_rating=args.min_rating)
-    except (CatalogError, InteractionsError) as exc:
+        holdout = Holdout(args.holdout_users, args.holdout_seed)
+        training, held = split_by_users(split, holdout)
+    except (CatalogError, InteractionsError, ValueError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
-    print(f"export: {len(records):,} items (text from {', '.join(fields)}); interactions: {report.as_dict()}")
+    print(f"export: {len(records):,} items (text from {', '.join(fields)}); interactions: {report.as_dict()}"
+          + (f"; {held.users:,} users held out of training" if held is not None else ""))
+    if args.stage == "evaluate":
+        bundle = args.bundle[0] if args.bundle else out
+        try:
+            run_recommendation_evaluation(records, fields, split, holdout, bundle, base, args.results,
+                                          args.catalog.stem)
+        except (ValueError, FileNotFoundError, EdgerecError) as exc:
+            print(f"export: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    split = training  # the held-out users take no part in training, the prior or the choice of settings
     notice = base / "NOTICE"
     config = ExportConfig(
         work=args.work, out=out, name=f"{args.catalog.stem}-static-int8", text_fields=fields, id_field=args.id_field,
         title_field=args.title_field, interactions_name=args.interactions.name, static_base=base,
         static_teacher=args.static_teacher,
         notice=notice if notice.is_file() else None,
-        catalog_provenance={"source": args.catalog.name, "items": len(records), "interactions": report.as_dict()})
+        catalog_provenance={"source": args.catalog.name, "items": len(records), "interactions": report.as_dict(),
+                            **({"held_out_users": {"share": holdout.share, "seed": holdout.seed, "users": held.users}}
+                               if held is not None else {})})
     try:
         with StageProgress() as progress:
             if args.stage == "all":

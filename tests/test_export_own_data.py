@@ -62,16 +62,42 @@ def test_own_catalogue_and_interactions_make_a_bundle(tmp_path: Path, capsys) ->
     args = ["all", "--catalog", str(catalog), "--interactions", str(events), "--base", str(base),
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "bundle"), "--id-field", "sku",
             "--text-fields", "name,tags", "--title-field", "name", "--user-field", "customer",
-            "--item-field", "product", "--time-field", "time"]
+            "--item-field", "product", "--time-field", "time", "--holdout-users", "0.2"]
     assert main(args) == 0
     assert "'users': 45" in capsys.readouterr().out
     rec = Recommender.load(tmp_path / "bundle", threads=1)
     manifest = rec.bundle.manifest
     assert manifest.items.id_field == "sku" and manifest.items.text_fields == ("name", "tags")
     assert manifest.lexical is not None and manifest.provenance["catalog"]["interactions"]["users"] == 45
+    assert manifest.provenance["catalog"]["held_out_users"] == {"share": 0.2, "seed": 0, "users": 9}
+    assert "prior" in manifest.provenance  # the prior was tried on validation (kept or not)
+    # The evaluation on the same data: leave-last-out on the 36 training users, and the 9 held out.
+    assert main(["evaluate", *args[1:], "--bundle", str(tmp_path / "bundle"), "--results", str(tmp_path / "r")]) == 0
+    figures = json.loads((tmp_path / "r" / "items-evaluation.json").read_text())
+    assert figures["leave_last_out"]["users"] == 36 and figures["by_users"]["users"] == 9
+    rows = figures["by_users"]["rows"]
+    assert {"popularity (their own histories)", "co-occurrence (training users)", "base model, item text alone",
+            "bundle, no prior"} <= set(rows) and all(0 <= m["hr@10"] <= m["hr@20"] <= 1 for m in rows.values())
+    assert (tmp_path / "r" / "items-evaluation.svg").read_text().startswith("<svg")
     assert "fitted to events.csv training interactions" in " ".join(manifest.provenance["model"]["stages"])
     history = ["ga-0", "ga-1", "ga-2"]
     assert sum(r.item_id.startswith("ga-") for r in rec.recommend(history, k=5)) >= 3  # co-buying is learnt
+
+
+def test_users_are_held_out_by_a_seeded_share() -> None:
+    from export.measure.recommendation import Holdout, split_by_users
+    from export.stages.interactions import Split
+
+    split = Split(tuple(np.array([i, i + 1]) for i in range(50)), np.arange(50) % 7, np.arange(50) % 5, 60)
+    training, held = split_by_users(split, Holdout(0.2, seed=3))
+    again, _ = split_by_users(split, Holdout(0.2, seed=3))
+    assert held.users == 10 and training.users == 40 and [h.tolist() for h in again.train] == [
+        h.tolist() for h in training.train]
+    every = sorted(int(h[0]) for h in (*training.train, *held.train))
+    assert every == list(range(50))  # each user on exactly one side
+    assert split_by_users(split, Holdout(0.0)) == (split, None)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_by_users(split, Holdout(1.5))
 
 
 def test_bad_own_data_is_refused_before_training(tmp_path: Path, capsys) -> None:
