@@ -355,11 +355,16 @@ def test_no_request_fails_while_a_new_version_is_swapped_in(tiny_bundle: Path, t
     with serving(create_app(LiveBundle(home), poll_seconds=0.05)) as served:
         served.wait_ready()
         load = threading.Thread(target=lambda: reports.append(
-            run_http_loadtest(served.url, reference, clients=[4], queries=400, warmup=0)))
+            run_http_loadtest(served.url, reference, clients=[4], queries=1000, warmup=0)))
         load.start()
-        time.sleep(0.3)
+        # The update starts once the load has reached the server (the load test first works out its
+        # expected answers, which takes a while on a busy machine).
+        deadline = time.monotonic() + 60
+        while 'endpoint="/v1/query",status="200"' not in served.call("GET", "/metrics")[1]:
+            assert time.monotonic() < deadline, "no load reached the server"
+            time.sleep(0.02)
         _update(home, tmp_path)
-        load.join(60)
+        load.join(120)
     run, versions = reports[0].runs[0], reports[0].versions[0]
     assert run.unexpected_errors == 0 and run.mismatches == 0, run.problems
     assert versions.get("v000001", 0) > 0 and versions.get("v000002", 0) > 0, versions
