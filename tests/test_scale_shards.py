@@ -123,3 +123,22 @@ def test_vectors_of_another_model_are_refused(tiny_fp32_bundle: Path, tiny_bundl
     shards = make_shards(tiny_fp32_bundle, catalog, tmp_path / "shards")  # the INT8 bundle has the same dim
     result = build(catalog, tmp_path / "out", tiny_bundle, "--vectors", str(shards))
     assert result.exit_code == 2 and "made by another encoder" in result.output
+
+
+def test_building_from_shards_needs_no_ray(tiny_fp32_bundle: Path, catalog: Path, tmp_path: Path) -> None:
+    """`import edgerec`, `edgerec --help` and `edgerec build --vectors` import neither Ray nor what it brings."""
+    import subprocess
+    import sys
+
+    from bundle_damage import REPO, child_env
+
+    shards = make_shards(tiny_fp32_bundle, catalog, tmp_path / "shards")
+    code = ("import sys, edgerec, edgerec.cli; from click.testing import CliRunner; "
+            "assert CliRunner().invoke(edgerec.cli.main, ['--help']).exit_code == 0; "
+            f"args = ['build', {str(catalog)!r}, '--out', {str(tmp_path / 'out')!r}, '--bundle', "
+            f"{str(tiny_fp32_bundle)!r}, '--vectors', {str(shards)!r}]; "
+            "assert CliRunner().invoke(edgerec.cli.main, args).exit_code == 0; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'pyarrow', 'pandas', 'starlette')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == "[]" and (tmp_path / "out" / "manifest.json").is_file()
