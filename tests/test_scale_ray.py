@@ -101,3 +101,20 @@ def test_ray_serve_replicas_answer_as_the_library(local_ray: None, tiny_bundle: 
         assert code == 404 and got["error"]["code"]  # the server's own error shape, through Ray
     finally:
         serve.shutdown()
+
+
+def test_the_serve_config_file_builds_the_app() -> None:
+    """deploy/ray-serve.yaml's import path and args make an application (no Ray instance needed)."""
+    import importlib
+
+    import yaml
+
+    from bundle_damage import REPO
+
+    config = yaml.safe_load((REPO / "deploy" / "ray-serve.yaml").read_text())["applications"][0]
+    module, name = config["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), name)
+    app = builder(config["args"])
+    assert type(app).__name__ == "Application"
+    with pytest.raises(ValueError, match="unknown \\['replica'\\]"):
+        builder({**config["args"], "replica": 2})
