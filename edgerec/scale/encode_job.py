@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..bundle.reader import open_bundle
 from ..encoder import TextEncoder
-from ..errors import CatalogError, EdgerecError, one_line
+from ..errors import CatalogError, EdgerecError, InputError, one_line
 from ..items import item_text
 from ..recommender import default_model_path
 from ..update.build import plan_catalog
@@ -58,48 +59,78 @@ class ShardEncoder:
         return {name: [value] for name, value in shard.to_dict().items()}
 
 
-def encode_catalog(catalog: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str | os.PathLike[str],
-                   concurrency: int, text_fields: Sequence[str] | None = None, id_field: str = "id",
-                   shard_rows: int = SHARD_ROWS, threads_per_worker: int = 1,
-                   log: Any = None) -> list[ShardFile]:
-    """Write ``catalog``'s vectors (by ``model``'s encoder) as shards into ``out``, then shards.json.
+@dataclass(frozen=True)
+class EncodeJob:
+    """A checked job: what the driver learnt before starting Ray."""
 
-    Ray must be initialised (``ray.init``) by the caller; ``concurrency`` actors encode at once.
-    """
-    import ray
+    catalog: Path
+    out: Path
+    model: Path
+    fields: tuple[str, ...]
+    id_field: str
+    concurrency: int
+    shard_rows: int
+    threads_per_worker: int
+    dim: int
+    encoder_sha256: str
+    tokenizer_sha256: str
+    catalog_sha256: str
+    count: int
 
+
+def plan_job(catalog: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str | os.PathLike[str],
+             concurrency: int, text_fields: Sequence[str] | None = None, id_field: str = "id",
+             shard_rows: int = SHARD_ROWS, threads_per_worker: int = 1, log: Any = None) -> EncodeJob:
+    """Every check that needs no Ray: the model, the catalogue (`edgerec build`'s first pass), the output."""
     if concurrency < 1 or shard_rows < 1 or threads_per_worker < 1:
-        raise ValueError("concurrency, shard_rows and threads_per_worker must be at least 1")
+        raise InputError("concurrency, shard rows and threads per worker must be at least 1")
     source = open_bundle(model, model_ok=True)
     catalog_file, survey, fields = plan_catalog(catalog, text_fields, id_field, log=log)
     if catalog_file.kind != "jsonl":
         raise CatalogError(f"{catalog}: the Ray job reads JSON Lines catalogues (.jsonl) only; "
                            "convert it, or use `edgerec build` on one machine")
     folder = Path(out)
-    if folder.exists() and any(folder.iterdir()):
-        raise CatalogError(f"{folder}: exists and is not empty; give a new directory for the shards")
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise CatalogError(f"{folder}: exists and is not an empty directory; give a new directory for the shards")
+    files = source.manifest.files
+    return EncodeJob(Path(catalog).resolve(), folder.resolve(), Path(model).resolve(), tuple(fields), id_field,
+                     concurrency, shard_rows, threads_per_worker, source.manifest.encoder.dim,
+                     files["encoder"].sha256, files["tokenizer"].sha256, survey.sha256, survey.count)
 
+
+def run_job(job: EncodeJob) -> list[ShardFile]:
+    """Encode on Ray (initialised by the caller) into ``job.out``, then write shards.json."""
+    import ray
+
+    job.out.mkdir(parents=True, exist_ok=True)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # shards listed in catalogue order
     # Reading lines is light: asking a CPU for it would deadlock when the actors hold every CPU.
-    lines = ray.data.read_text(str(Path(catalog).resolve()), num_cpus=0)
+    lines = ray.data.read_text(str(job.catalog), num_cpus=0)
     written = lines.map_batches(
-        ShardEncoder, fn_constructor_kwargs={"model": str(Path(model).resolve()), "out": str(folder.resolve()),
-                                             "id_field": id_field, "text_fields": list(fields),
-                                             "threads": threads_per_worker},
-        batch_size=shard_rows, concurrency=concurrency, num_cpus=threads_per_worker, batch_format="numpy")
+        ShardEncoder, fn_constructor_kwargs={"model": str(job.model), "out": str(job.out), "id_field": job.id_field,
+                                             "text_fields": list(job.fields), "threads": job.threads_per_worker},
+        batch_size=job.shard_rows, concurrency=job.concurrency, num_cpus=job.threads_per_worker,
+        batch_format="numpy")
     shards = [ShardFile(vectors=row["vectors"], ids=row["ids"], count=int(row["count"]),
                         vectors_sha256=row["vectors_sha256"], ids_sha256=row["ids_sha256"])
               for row in written.iter_rows()]
-    files = source.manifest.files
-    write_manifest(folder, shards, dim=source.manifest.encoder.dim, encoder_sha256=files["encoder"].sha256,
-                   tokenizer_sha256=files["tokenizer"].sha256, id_field=id_field, text_fields=fields,
-                   catalog_sha256=survey.sha256)
-    if sum(s.count for s in shards) != survey.count:
-        raise CatalogError(f"{catalog}: Ray read {sum(s.count for s in shards)} items, the check {survey.count}; "
+    if sum(s.count for s in shards) != job.count:
+        raise CatalogError(f"{job.catalog}: Ray read {sum(s.count for s in shards)} items, the check {job.count}; "
                            "the file changed during the job: encode again")
+    write_manifest(job.out, shards, dim=job.dim, encoder_sha256=job.encoder_sha256,
+                   tokenizer_sha256=job.tokenizer_sha256, id_field=job.id_field, text_fields=job.fields,
+                   catalog_sha256=job.catalog_sha256)
     return shards
+
+
+def encode_catalog(catalog: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str | os.PathLike[str],
+                   concurrency: int, text_fields: Sequence[str] | None = None, id_field: str = "id",
+                   shard_rows: int = SHARD_ROWS, threads_per_worker: int = 1, log: Any = None) -> list[ShardFile]:
+    """Write ``catalog``'s vectors (by ``model``'s encoder) as shards into ``out``, then shards.json
+    (``plan_job`` then ``run_job``; Ray must be initialised)."""
+    return run_job(plan_job(catalog, out, model=model, concurrency=concurrency, text_fields=text_fields,
+                            id_field=id_field, shard_rows=shard_rows, threads_per_worker=threads_per_worker, log=log))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,20 +155,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print("edgerec: error: the Ray job needs the ray extra: pip install 'edgerec[ray]'", file=sys.stderr)
         return 1
+    started = time.perf_counter()
     try:
+        # Every check before Ray starts: a bad catalogue costs no Ray start-up.
+        job = plan_job(args.catalog, args.out, model=args.bundle or default_model_path(),
+                       concurrency=args.concurrency, text_fields=fields, id_field=args.id_field,
+                       shard_rows=args.shard_rows, log=lambda line: print(f"edgerec: {line}", file=sys.stderr))
         ray.init(address=args.address, num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
-        started = time.perf_counter()
-        shards = encode_catalog(args.catalog, args.out, model=args.bundle or default_model_path(),
-                                concurrency=args.concurrency, text_fields=fields, id_field=args.id_field,
-                                shard_rows=args.shard_rows, log=lambda line: print(f"edgerec: {line}", file=sys.stderr))
+        shards = run_job(job)
         seconds = time.perf_counter() - started
     except EdgerecError as exc:
         print(f"edgerec: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except ValueError as exc:
-        print(f"edgerec: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - a worker's failure arrives as Ray's own error, many lines long
+        print(f"edgerec: error: the Ray job failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return 1
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -144,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               + (f"{scaling['min_replicas']}-{scaling['max_replicas']} replicas (autoscaling)" if scaling
                  else f"{options['num_replicas']} replicas"), file=sys.stderr)
         stop.wait()
+    except Exception as exc:  # noqa: BLE001 - a replica that cannot start arrives as Ray's error, many lines long
+        print(f"edgerec: error: Ray Serve could not run the deployment: {type(exc).__name__}: {one_line(exc)}",
+              file=sys.stderr)
+        return 1
     finally:
         serve.shutdown()
         ray.shutdown()
