@@ -142,3 +142,10 @@ def test_building_from_shards_needs_no_ray(tiny_fp32_bundle: Path, catalog: Path
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
                          check=True, timeout=120).stdout
     assert out.strip() == "[]" and (tmp_path / "out" / "manifest.json").is_file()
+
+
+def test_shards_do_not_build_into_a_bundle_home(tiny_fp32_bundle: Path, catalog: Path, tmp_path: Path) -> None:
+    shards = make_shards(tiny_fp32_bundle, catalog, tmp_path / "shards")
+    assert CliRunner().invoke(main, ["init", str(tmp_path / "home"), "--from", str(tiny_fp32_bundle)]).exit_code == 0
+    result = build(catalog, tmp_path / "home", tiny_fp32_bundle, "--vectors", str(shards))
+    assert result.exit_code == 2 and "is a bundle home; --vectors builds a new bundle directory" in result.output
