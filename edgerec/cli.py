@@ -226,20 +226,26 @@ def items_search(text: str, k: int, as_json: bool, bundle: str | None) -> None:
 @click.option("--ef", type=click.IntRange(min=1), default=None,
               help="The bundle's default HNSW search breadth (default: by catalogue size, 64 up to "
                    "5,000 items, 256 up to 100,000, 512 above).")
+@click.option("--vectors", "vectors_dir", type=click.Path(), default=None,
+              help="Directory of vector shards of CATALOG, encoded by the same model on Ray "
+                   "(python -m edgerec.scale.encode_job): indexed instead of encoding again.")
 @bundle_option
 def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
-          threads: int | None, ef: int | None, bundle: str | None) -> None:
+          threads: int | None, ef: int | None, vectors_dir: str | None, bundle: str | None) -> None:
     """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv).
 
     The encoder comes from --bundle (a bundle or a model); without it, from the general encoder shipped
     with edgerec (not the default MovieLens bundle, whose encoder is fitted to films)."""
     from .bundle.home import is_home
+    from .scale.shards import VectorShards
     from .tools.progress import StageProgress
     from .update.build import build_from_catalog
     from .update.store import Store
 
     fields = [f.strip() for f in text_fields.split(",") if f.strip()] if text_fields else None
 
+    if vectors_dir is not None and is_home(out):
+        raise _fail(f"{out} is a bundle home; --vectors builds a new bundle directory: build into another --out", 2)
     if is_home(out):  # a rebuild: a new version in the home, switched to when complete
         with StageProgress() as progress:
             report = Store(out).rebuild(catalog, base=bundle, text_fields=fields, id_field=id_field, name=name,
@@ -252,6 +258,7 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
             catalog, out, base=bundle if bundle is not None else default_model_path(), text_fields=fields, id_field=id_field,
             name=name, threads=threads, ef=ef, overwrite=force, progress=progress,
             log=lambda line: click.echo(f"edgerec: {safe(line)}", err=True),
+            vectors=None if vectors_dir is None else VectorShards(vectors_dir),
         )
     click.echo(f"wrote {safe(out)}: {manifest.items.count} items, text from {', '.join(manifest.items.text_fields)}",
                err=True)

@@ -135,6 +135,7 @@ def test_a_query_loads_only_the_query_path(tiny_bundle: Path) -> None:
 @pytest.mark.parametrize("package", ["edgerec.update", "edgerec.tools"])
 def test_nothing_on_the_query_path_imports_the_writers_or_tools(package: str) -> None:
     graph, _ = import_graph()
+    # The Ray encoding job is a build step, like `edgerec build`: it checks the catalogue as the build does.
     query_path = [m for m in graph if m.startswith("edgerec") and not m.startswith(("edgerec.update", "edgerec.tools"))
-                  and m not in ("edgerec.cli", "edgerec.__main__")]
+                  and m not in ("edgerec.cli", "edgerec.__main__", "edgerec.scale.encode_job")]
     assert [f"{m} -> {t}" for m in query_path for t in graph[m] if t.startswith(package)] == []

@@ -34,6 +34,7 @@ from ..index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex
 from ..items import ItemTable, item_text, jsonl_bytes
 from ..lexical import LexicalBuilder, WordSplitter
 from ..prior import ItemPrior
+from ..scale.shards import VectorShards
 from .catalog import CatalogFile, CatalogSurvey, survey_catalog, text_fields_among
 from .updated_items import UpdatedItems
 
@@ -159,7 +160,7 @@ def write_streamed_bundle(
     ef: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
-    vectors: np.ndarray | None = None,
+    vectors: np.ndarray | VectorShards | None = None,
     prior: Prior | None = None,
 ) -> Manifest:
     """Encode, index and write ``count`` items from ``items`` a chunk at a time, then publish the bundle
@@ -194,6 +195,9 @@ def write_streamed_bundle(
             if vectors is None:
                 # encode() sorts each slice of texts by length before batching, so batches carry little padding.
                 block = encoder.encode(texts, batch_size=batch_size, progress=advance)
+            elif isinstance(vectors, VectorShards):  # checked against the chunk's ids as they are read
+                block = vectors.rows(builder.count, [record[id_field] for record in chunk])
+                advance(len(chunk))
             else:
                 block = vectors[builder.count : builder.count + len(chunk)]
                 advance(len(chunk))
@@ -360,6 +364,7 @@ def build_from_catalog(
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
     log: Callable[[str], None] | None = None,
+    vectors: VectorShards | None = None,
 ) -> Manifest:
     """A new bundle for the items in ``catalog``, using the encoder of ``base`` (a bundle or a model).
 
@@ -367,8 +372,66 @@ def build_from_catalog(
     before every line is known to be good), then encoded in chunks. Without
     ``text_fields``, every field that holds words makes the text (not the id,
     numbers or links: ``catalog.value_kind``); ``log`` is told which.
+    ``vectors``: the catalogue's vectors, already encoded by ``base``'s model (edgerec.scale): indexed
+    instead of encoding; their text fields are the bundle's.
     """
     source = open_bundle(base, model_ok=True)
+    if vectors is not None:
+        text_fields = _shards_fit(vectors, source, text_fields, id_field)
+    catalog_file, survey, fields = plan_catalog(catalog, text_fields, id_field, progress, log)
+    # The ids are checked row by row as the vectors are read; the hash also catches a changed text.
+    if vectors is not None and (vectors.count, vectors.catalog_sha256) != (survey.count, survey.sha256):
+        raise CatalogError(f"{catalog}: not the catalogue the vectors in {vectors.directory} were made from "
+                           f"({survey.count} items here, {vectors.count} there, or other bytes); encode it again")
+
+    def second_pass() -> Iterator[Mapping[str, Any]]:
+        for _, record in catalog_file.records(unique=False):  # the first pass refused duplicates
+            yield record
+        if catalog_file.sha256 != survey.sha256:
+            raise CatalogError(f"{catalog}: changed during the build; build again")
+
+    # The model's history carries over; figures measured on the old catalogue do not.
+    provenance = {
+        "model": source.manifest.provenance.get("model", {}),
+        "encoder_from": source.manifest.name,
+        "catalog": {"source": Path(catalog).name, "built_by": "edgerec build", "items": survey.count,
+                    **({"vectors_from": "vector shards (edgerec.scale)"} if vectors is not None else {})},
+    }
+    with BundleWriter(out, overwrite=overwrite) as writer:
+        return write_streamed_bundle(
+            writer, second_pass(), count=survey.count, columns=survey.columns, id_field=id_field,
+            model=ModelFiles.of_bundle(source), text_fields=fields,
+            user=source.manifest.user,  # the model's training window goes with the model
+            name=name or Path(out).name, provenance=provenance, threads=threads, ef=ef, progress=progress,
+            chunk_size=chunk_size, vectors=vectors,
+        )
+
+
+def _shards_fit(vectors: VectorShards, source: Bundle, text_fields: Sequence[str] | None,
+                id_field: str) -> tuple[str, ...]:
+    """The shards' text fields, once the shards are known to come from ``source``'s model and to name
+    items by ``id_field``."""
+    files = source.manifest.files
+    vectors.check_model(dim=source.manifest.encoder.dim, encoder_sha256=files["encoder"].sha256,
+                        tokenizer_sha256=files["tokenizer"].sha256, model_name=source.manifest.name)
+    if vectors.id_field != id_field:
+        raise CatalogError(f"{vectors.directory}: the vectors name items by {vectors.id_field!r}, not {id_field!r}; "
+                           f"build with --id-field {vectors.id_field}")
+    if text_fields and tuple(text_fields) != vectors.text_fields:
+        raise CatalogError(f"{vectors.directory}: the vectors were encoded from {list(vectors.text_fields)}, "
+                           f"not {list(text_fields)}; drop --text-fields or encode again")
+    return vectors.text_fields
+
+
+def plan_catalog(
+    catalog: str | os.PathLike[str],
+    text_fields: Sequence[str] | None,
+    id_field: str,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[CatalogFile, CatalogSurvey, tuple[str, ...]]:
+    """The first pass over a catalogue: every line checked, the items counted, the text fields chosen
+    (``text_fields``, or every field holding words), items without text refused."""
     catalog_file = CatalogFile(catalog, id_field=id_field)
     lines = catalog_file.count_lines()
     survey = survey_catalog(catalog_file, text_fields or (),
@@ -385,24 +448,4 @@ def build_from_catalog(
     without_text, first_without_text = survey.without_text_in(fields)
     if first_without_text is not None:
         raise _no_text_error(without_text, fields, first_without_text)
-
-    def second_pass() -> Iterator[Mapping[str, Any]]:
-        for _, record in catalog_file.records(unique=False):  # the first pass refused duplicates
-            yield record
-        if catalog_file.sha256 != survey.sha256:
-            raise CatalogError(f"{catalog}: changed during the build; build again")
-
-    # The model's history carries over; figures measured on the old catalogue do not.
-    provenance = {
-        "model": source.manifest.provenance.get("model", {}),
-        "encoder_from": source.manifest.name,
-        "catalog": {"source": Path(catalog).name, "built_by": "edgerec build", "items": survey.count},
-    }
-    with BundleWriter(out, overwrite=overwrite) as writer:
-        return write_streamed_bundle(
-            writer, second_pass(), count=survey.count, columns=survey.columns, id_field=id_field,
-            model=ModelFiles.of_bundle(source), text_fields=fields,
-            user=source.manifest.user,  # the model's training window goes with the model
-            name=name or Path(out).name, provenance=provenance, threads=threads, ef=ef, progress=progress,
-            chunk_size=chunk_size,
-        )
+    return catalog_file, survey, tuple(fields)
