@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..errors import BundleError, IntegrityError, WriteError
+from ..errors import BundleError, InputError, IntegrityError, WriteError
 from .faults import fault_point
 from .manifest import (FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec,
                        LexicalSpec, Manifest, PriorSpec, UserSpec)
@@ -49,11 +49,13 @@ class BundleWriter:
         fault_point("after-create:staging")
 
     def _check_out(self) -> None:
+        # Bad input (exit 2), not a damaged bundle: the caller named a directory that is taken.
         if self.out.exists() and not self.overwrite:
-            raise BundleError(f"{self.out}: already exists; choose another --out or pass --force")
+            raise InputError(f"{self.out}: already exists; choose another --out, or pass --force to replace "
+                             "the bundle there")
         if self.out.exists() and not (self.out / MANIFEST_NAME).is_file():
             # Never replace a directory that is not a bundle: it may be someone's data.
-            raise BundleError(f"{self.out}: exists and is not a bundle; refusing to replace it")
+            raise InputError(f"{self.out}: exists and is not a bundle; refusing to replace it")
 
     def __enter__(self) -> "BundleWriter":
         return self

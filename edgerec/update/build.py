@@ -332,7 +332,8 @@ def item_texts(records: Sequence[Mapping[str, Any]], text_fields: Sequence[str],
 
 
 def _no_text_error(count: int, text_fields: Sequence[str], example: str) -> CatalogError:
-    return CatalogError(f"{count} items have no text in {list(text_fields)}, e.g. id {example!r}")
+    items = "1 item has" if count == 1 else f"{count} items have"
+    return CatalogError(f"{items} no text in {list(text_fields)}, e.g. id {example!r}")
 
 
 def _text_like_fields(catalog: Any, survey: CatalogSurvey, log: Callable[[str], None] | None) -> tuple[str, ...]:
