@@ -399,7 +399,8 @@ def build_from_catalog(
         "encoder_from": source.manifest.name,
         "catalog": {"source": Path(catalog).name, "built_by": "edgerec build", "items": survey.count},
     }
-    with BundleWriter(out, overwrite=overwrite) as writer:
+    # A rebuild in a bundle home links the model files of the version it follows (BundleWriter.share_with).
+    with BundleWriter(out, overwrite=overwrite, share_with=source) as writer:
         return write_streamed_bundle(
             writer, second_pass(), count=survey.count, columns=survey.columns, id_field=id_field,
             model=ModelFiles.of_bundle(source), text_fields=fields,
