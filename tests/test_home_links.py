@@ -132,3 +132,12 @@ def test_a_new_prior_links_items_and_index_too(home: Path, tmp_path: Path) -> No
     for name in ("encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl"):
         assert _same_file(home / "v000001" / name, home / "v000002" / name), name
     assert Recommender.load(home).bundle.manifest.prior is not None
+
+
+def test_a_rebuild_links_the_model_files(home: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "all.jsonl"
+    catalog.write_text("".join(json.dumps(item) + "\n" for item in NEW_ITEMS))
+    Store(home).rebuild(catalog, threads=1)
+    for name in ("encoder.onnx", "tokenizer.json"):
+        assert _same_file(home / "v000001" / name, home / "v000002" / name), name
+    assert len(Recommender.load(home)) == 3
