@@ -47,6 +47,7 @@ def test_progress_off_a_terminal_is_whole_lines():
     assert all(line.endswith("\n") for line in lines)
     checking = [line for line in lines if line.startswith("checking ")]
     assert 5 <= len(checking) <= 11 and checking[-1] == "checking 1,000/1,000 done\n"
+    assert sum(line.endswith("done\n") for line in checking) == 1  # told twice that it is done: said once
     assert lines[-1] == "encoding 5/5 done\n" and "\r" not in out.getvalue()
 
 

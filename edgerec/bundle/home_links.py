@@ -45,11 +45,14 @@ def home_of_version(root: Path) -> Path | None:
 
 def links_stay_in_home(path: Path, home: Path) -> bool:
     """Whether every hard link of the file at ``path`` is a file in a directory directly inside ``home``."""
-    for _ in range(_COUNT_ATTEMPTS):
-        before = os.lstat(path)
-        inside = _links_inside(home, (before.st_dev, before.st_ino))
-        if inside >= os.lstat(path).st_nlink:
-            return True
+    try:
+        for _ in range(_COUNT_ATTEMPTS):
+            before = os.lstat(path)
+            inside = _links_inside(home, (before.st_dev, before.st_ino))
+            if inside >= os.lstat(path).st_nlink:
+                return True
+    except FileNotFoundError:
+        pass  # the version was tidied away meanwhile: refused, and open_current reads the new pointer
     return False
 
 

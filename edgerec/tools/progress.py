@@ -40,7 +40,8 @@ class StageProgress:
                 self._bar.__enter__()
         if self._bar is not None:
             self._bar.update(done - self._shown)
-        elif total > 0 and (done >= total or done * _STEPS // total > self._shown * _STEPS // total):
+        elif total > 0 and (done >= total > self._shown or
+                            done < total and done * _STEPS // total > self._shown * _STEPS // total):
             click.echo(f"{stage} {done:,}/{total:,}" + (" done" if done >= total else ""), file=self._file)
         self._shown = done
 
