@@ -87,7 +87,7 @@ def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True, model
                           f"edgerec build CATALOG --out DIR --bundle {root}")
     for role, entry in manifest.files.items():
         _verify_file(root, role, entry, home)
-    return Bundle(root=root, manifest=manifest, home=home, version=root.name if home else None)
+    return Bundle(root=root, manifest=manifest)
 
 
 def _check_plain_file(path: Path, label: str, missing_hint: str, home: Path | None = None) -> os.stat_result:

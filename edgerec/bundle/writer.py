@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..errors import BundleError, InputError, IntegrityError, WriteError
 from .faults import fault_point
+from .home_links import home_of_version
 from .manifest import (FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec,
                        LexicalSpec, Manifest, PriorSpec, UserSpec)
 from .reader import CHUNK_BYTES, Bundle, sha256_of
@@ -46,8 +47,7 @@ class BundleWriter:
                  share_with: Bundle | None = None) -> None:
         self.out = Path(out).absolute()
         self.overwrite = overwrite
-        same_home = share_with is not None and share_with.home is not None and \
-            share_with.home == self.out.parent.resolve()
+        same_home = share_with is not None and home_of_version(share_with.root) == self.out.parent.resolve()
         self._share_with = share_with if same_home else None
         self._check_out()
         parent = self.out.parent
