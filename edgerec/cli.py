@@ -7,10 +7,15 @@ messages and exit codes (1 other error, 2 bad input, 3 bad bundle, 4 device,
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+import tempfile
+import unicodedata
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import click
 
@@ -74,7 +79,9 @@ class _Group(click.Group):
         except (TypeError, ValueError) as exc:
             raise _fail(str(exc), 2) from None
         except BrokenPipeError:
-            raise  # `edgerec query ... | head -1`: click closes quietly
+            # `edgerec query ... | head -1`: the reader has all it wanted; the rest has no one to read it.
+            _silence_stdout()
+            raise click.exceptions.Exit(0) from None
         except OSError as exc:
             raise _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 1) from None
         except MemoryError:
@@ -83,6 +90,16 @@ class _Group(click.Group):
             raise
         except BaseException as exc:  # noqa: BLE001 - tokenizers' PanicException is a BaseException
             raise _fail(f"unexpected {type(exc).__name__}: {exc} (please report this)", 1) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not hit the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # not a real file (a test's runner): nothing will be flushed to a pipe
 
 
 def bundle_option(f: Any) -> Any:
@@ -209,8 +226,9 @@ def items_search(text: str, k: int, as_json: bool, bundle: str | None) -> None:
         return
     if not found:
         click.echo(f"edgerec: no item has a name like {safe(repr(text))}", err=True)
-    for rank, match in enumerate(found, start=1):
-        click.echo(safe(f"{rank:>3}  {match.match:<7}  {match.score:5.3f}  {_described(match)}"))
+    rows = [[f"{rank:>3}", f"{match.match:<7}", f"{match.score:5.3f}"] for rank, match in enumerate(found, start=1)]
+    for line in _table(rows, found):
+        click.echo(line)
 
 
 @main.command()
@@ -232,7 +250,7 @@ def items_search(text: str, k: int, as_json: bool, bundle: str | None) -> None:
 @bundle_option
 def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: str | None, force: bool,
           threads: int | None, ef: int | None, vectors_dir: str | None, bundle: str | None) -> None:
-    """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv).
+    """Build a bundle for the items in CATALOG (.jsonl, .csv or .tsv; - reads JSON Lines from stdin).
 
     The encoder comes from --bundle (a bundle or a model); without it, from the general encoder shipped
     with edgerec (not the default MovieLens bundle, whose encoder is fitted to films)."""
@@ -247,13 +265,13 @@ def build(catalog: str, out: str, text_fields: str | None, id_field: str, name: 
     if vectors_dir is not None and is_home(out):
         raise _fail(f"{out} is a bundle home; --vectors builds a new bundle directory: build into another --out", 2)
     if is_home(out):  # a rebuild: a new version in the home, switched to when complete
-        with StageProgress() as progress:
+        with _catalog_file(catalog) as catalog, StageProgress() as progress:
             report = Store(out).rebuild(catalog, base=bundle, text_fields=fields, id_field=id_field, name=name,
                                         threads=threads, ef=ef, progress=progress)
         click.echo(f"wrote {safe(out)}/{report.version} (now current; previous {report.previous}): "
                    f"{report.count} items", err=True)
         return
-    with StageProgress() as progress:
+    with _catalog_file(catalog) as catalog, StageProgress() as progress:
         manifest = build_from_catalog(
             catalog, out, base=bundle if bundle is not None else default_model_path(), text_fields=fields, id_field=id_field,
             name=name, threads=threads, ef=ef, overwrite=force, progress=progress,
@@ -289,7 +307,8 @@ def _report(home: str, report: Any) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (default: all cores).")
 @bundle_option
 def add(catalog: str, id_field: str | None, threads: int | None, bundle: str | None) -> None:
-    """Add or replace the items of CATALOG (.jsonl, .csv or .tsv) in the bundle home --bundle.
+    """Add or replace the items of CATALOG (.jsonl, .csv or .tsv; - reads JSON Lines from stdin) in the
+    bundle home --bundle.
 
     \b
     Items whose id is new are added; items whose id exists replace the old
@@ -300,7 +319,7 @@ def add(catalog: str, id_field: str | None, threads: int | None, bundle: str | N
     from .update.store import Store
 
     home = str(resolve_bundle_path(bundle))
-    with StageProgress() as progress:
+    with _catalog_file(catalog) as catalog, StageProgress() as progress:
         report = Store(home).add(catalog, id_field=id_field, threads=threads, progress=progress)
     _report(home, report)
 
@@ -355,9 +374,11 @@ def prior(events: str, user_field: str, item_field: str, time_field: str, rating
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and providers as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="List the whole provenance, one entry a line.")
 @bundle_option
-def info(as_json: bool, bundle: str | None) -> None:
-    """What the bundle (or model) is: files, model, index, provenance figures, available providers."""
+def info(as_json: bool, verbose: bool, bundle: str | None) -> None:
+    """What the bundle (or model) is: files, model, index, available providers, and how it was made
+    (the provenance: summed up; all of it with --verbose or --json)."""
     from .bundle.reader import open_bundle
     from .encoder import available_providers
 
@@ -397,8 +418,13 @@ def info(as_json: bool, bundle: str | None) -> None:
     for role, entry in sorted(manifest.files.items()):
         lines.append(f"  {role:<{role_width}}{entry.path:<{path_width}}{entry.size / 1e6:>8.2f} MB  "
                      f"sha256 {entry.sha256[:12]}")
-    lines.append("provenance")
-    lines.extend(f"  {line}" for line in _flatten(manifest.provenance))
+    entries = list(_flatten(manifest.provenance))
+    if verbose:
+        lines.append("provenance")
+        lines.extend(f"  {line}" for line in entries)
+    elif entries:
+        sections = ", ".join(manifest.provenance)
+        lines.append(f"provenance  {len(entries)} entries ({sections}); list them with --verbose or --json")
     lines.append(f"providers   {', '.join(providers)}")
     click.echo("\n".join(safe(line) for line in lines))
 
@@ -502,6 +528,20 @@ def _argv_text(value: str) -> str:
         return value
 
 
+@contextmanager
+def _catalog_file(catalog: str) -> Iterator[str]:
+    """CATALOG's path; for ``-``, stdin (JSON Lines) saved to a temporary file: a build reads its
+    catalogue twice (survey, then encode), which a pipe cannot be."""
+    if catalog != "-":
+        yield catalog
+        return
+    with tempfile.TemporaryDirectory(prefix="edgerec-stdin-") as folder:
+        path = os.path.join(folder, "stdin.jsonl")
+        with open(path, "wb") as saved:
+            shutil.copyfileobj(sys.stdin.buffer, saved)
+        yield path
+
+
 def _read_stdin_text() -> str:
     """Query text from stdin, invalid UTF-8 replaced by U+FFFD.
 
@@ -561,14 +601,35 @@ def _print(results: list[Recommendation], as_json: bool, where: tuple[str, ...] 
         for result in results:
             click.echo(json.dumps({**result.to_dict(), **(extra or {})}, ensure_ascii=True))
         return
-    for rank, result in enumerate(results, start=1):
-        click.echo(safe(f"{rank:>3}  {result.score:6.3f}  {_described(result)}"))
+    rows = [[f"{rank:>3}", f"{result.score:6.3f}"] for rank, result in enumerate(results, start=1)]
+    for line in _table(rows, results):
+        click.echo(line)
 
 
-def _described(result: Recommendation | NameMatch) -> str:
-    """Title, [item id] and the other metadata, as a table line shows an item."""
-    extra = [v for k, v in result.metadata.items() if k != "title"]
-    described = "  ".join(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in extra)
-    title = result.metadata.get("title")
-    name = result.item_id if title in (None, "", result.item_id) else f"{title}  [{result.item_id}]"
-    return f"{name}  {described}".rstrip()
+_MAX_COLUMN = 60
+
+
+def _table(firsts: list[list[str]], found: Sequence[Recommendation | NameMatch]) -> list[str]:
+    """Table lines: each row's first cells, then the item's name ("title  [item id]") and its other metadata,
+    every column padded to its widest cell so that the columns line up."""
+    fields: dict[str, None] = {}  # metadata fields in the order they first appear
+    for item in found:
+        fields.update(dict.fromkeys(k for k in item.metadata if k != "title"))
+    rows = [[*first, *(safe(cell) for cell in _cells(item, fields))] for first, item in zip(firsts, found)]
+    # A column is as wide as its widest cell up to _MAX_COLUMN; a longer cell overflows its own line only.
+    widths = [min(_MAX_COLUMN, max(_width(row[i]) for row in rows)) for i in range(len(rows[0]) if rows else 0)]
+    return ["  ".join(cell + " " * max(0, width - _width(cell)) for cell, width in zip(row, widths)).rstrip()
+            for row in rows]
+
+
+def _cells(item: Recommendation | NameMatch, fields: Mapping[str, None]) -> list[str]:
+    title = item.metadata.get("title")
+    name = item.item_id if title in (None, "", item.item_id) else f"{title}  [{item.item_id}]"
+    values = [item.metadata.get(field, "") for field in fields]
+    return [str(name), *(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in values)]
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide (CJK) characters take two, combining marks none."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1
+               for c in text)

@@ -14,7 +14,7 @@ import pytest
 from edgerec.bundle.manifest import FILE_NAMES
 from edgerec.bundle.reader import open_bundle
 from edgerec.bundle.writer import BundleWriter
-from edgerec.errors import BundleError, IntegrityError, ManifestError
+from edgerec.errors import BundleError, InputError, IntegrityError, ManifestError
 from edgerec.bundle.manifest import EncoderSpec, IndexSpec, ItemsSpec, Manifest
 
 ROLES = ("encoder", "tokenizer", "index", "items")
@@ -220,7 +220,7 @@ def test_symlink_loop_is_an_integrity_error(bundle: Path) -> None:
 
 def test_writer_refuses_existing_out_without_overwrite(bundle: Path) -> None:
     before = (bundle / "manifest.json").read_bytes()
-    with pytest.raises(BundleError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         BundleWriter(bundle)
     assert (bundle / "manifest.json").read_bytes() == before
     assert leftovers(bundle.parent) == []
@@ -283,7 +283,7 @@ def test_writer_refuses_to_replace_a_non_bundle_directory(tmp_path: Path, overwr
     out = tmp_path / "photos"
     out.mkdir()
     (out / "holiday.jpg").write_bytes(b"precious")
-    with pytest.raises(BundleError, match="already exists" if not overwrite else "not a bundle"):
+    with pytest.raises(InputError, match="already exists" if not overwrite else "not a bundle"):
         BundleWriter(out, overwrite=overwrite)
     assert (out / "holiday.jpg").read_bytes() == b"precious"
     assert leftovers(tmp_path) == []
@@ -291,7 +291,7 @@ def test_writer_refuses_to_replace_a_non_bundle_directory(tmp_path: Path, overwr
 
 def test_directory_created_while_writing_is_not_deleted(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    with pytest.raises(BundleError):
+    with pytest.raises(InputError):
         with BundleWriter(out) as writer:
             for role, data in dummy_contents().items():
                 writer.path_for(role).write_bytes(data)

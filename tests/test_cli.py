@@ -52,7 +52,7 @@ def test_similar_and_recommend(run):
 
 
 def test_info_lists_files_provenance_and_providers(run, tiny_bundle):
-    result = run("info")
+    result = run("info", "--verbose")
     assert result.exit_code == 0
     for fragment in ("tiny", "encoder.onnx", "index.hnsw", "teacher: tiny-bert", "CPUExecutionProvider"):
         assert fragment in result.output

@@ -53,7 +53,9 @@ UPDATE = [
 # Every step an update passes, in order (edgerec.bundle.faults). Killing the writer at each one is tested below.
 UPDATE_STEPS = [
     "after-create:staging",
-    *(f"{when}:{name}" for name in ("encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl", "manifest.json")
+    "after-link:encoder.onnx",  # unchanged model files are hard links to the previous version's
+    "after-link:tokenizer.json",
+    *(f"{when}:{name}" for name in ("index.hnsw", "items.jsonl", "manifest.json")
       for when in ("before-write", "after-write", "after-fsync")),
     "after-fsync:staging",
     "after-rename:bundle",
@@ -465,11 +467,11 @@ def bytes_per_file(template_home: Path, tmp_path_factory: pytest.TempPathFactory
 
 def test_an_update_writes_every_file_through_one_checked_writer(bytes_per_file: list[tuple[str, int]]) -> None:
     names = [name for name, _ in bytes_per_file]
-    assert names == ["encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl", "manifest.json", ".current.tmp"]
+    # encoder.onnx and tokenizer.json are unchanged: linked, not written (test_home_links.py)
+    assert names == ["index.hnsw", "items.jsonl", "manifest.json", ".current.tmp"]
 
 
-@pytest.mark.parametrize("where", ["first-byte", "encoder.onnx", "tokenizer.json", "index.hnsw", "items.jsonl",
-                                   "manifest.json", ".current.tmp"])
+@pytest.mark.parametrize("where", ["first-byte", "index.hnsw", "items.jsonl", "manifest.json", ".current.tmp"])
 def test_disk_full_fails_clearly_and_keeps_the_old_version(home: Path, catalog: Path, golden: dict[str, tuple],
                                                           bytes_per_file: list[tuple[str, int]],
                                                           monkeypatch: pytest.MonkeyPatch, where: str) -> None:

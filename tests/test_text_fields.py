@@ -76,6 +76,6 @@ def test_a_catalogue_without_text_is_refused_naming_its_fields(tiny_bundle, tmp_
 
 def test_items_without_text_in_the_chosen_fields_are_refused_before_writing(tiny_bundle, tmp_path):
     records = [*BOOKS, {"id": "b4", "year": 2001, "url": "https://example.org/b4"}]
-    with pytest.raises(CatalogError, match="1 items have no text in \\['title', 'author', 'tags'\\], e.g. id 'b4'"):
+    with pytest.raises(CatalogError, match="1 item has no text in \\['title', 'author', 'tags'\\], e.g. id 'b4'"):
         build_from_catalog(catalogue(tmp_path / "books.jsonl", records), tmp_path / "b", base=tiny_bundle, threads=1)
     assert not (tmp_path / "b").exists()

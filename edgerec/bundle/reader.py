@@ -6,6 +6,10 @@ or hnswlib: those libraries run silently wrong or crash on a damaged file.
 
 A directory without a manifest but with a ``current`` pointer is a bundle home
 (edgerec.bundle.home): ``open_bundle`` opens the version the pointer names.
+
+A file with several hard links is refused, except in a version of a bundle
+home whose links all stay inside that home: versions share unchanged files
+(edgerec.bundle.home_links says why that is safe and how it is checked).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from ..errors import BundleError, IntegrityError, ManifestError
 from .home import POINTER_NAME, is_home, read_pointer
+from .home_links import home_of_version, links_stay_in_home
 from .manifest import MANIFEST_NAME, FileEntry, Manifest
 
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -68,7 +73,8 @@ def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True, model
     manifest_path = root / MANIFEST_NAME
     if follow_home and not os.path.lexists(manifest_path) and is_home(root):
         return open_current(root)
-    _check_plain_file(manifest_path, MANIFEST_NAME, missing_hint="this directory is not an edgerec bundle")
+    home = home_of_version(root)  # links to its other versions are allowed, nothing else
+    _check_plain_file(manifest_path, MANIFEST_NAME, missing_hint="this directory is not an edgerec bundle", home=home)
     if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
         raise ManifestError(f"{manifest_path}: larger than {_MAX_MANIFEST_BYTES} bytes; not a manifest")
     try:
@@ -80,11 +86,11 @@ def open_bundle(root: str | os.PathLike[str], *, follow_home: bool = True, model
         raise BundleError(f"{root}: a model with no items; it answers no queries. Build a bundle from it: "
                           f"edgerec build CATALOG --out DIR --bundle {root}")
     for role, entry in manifest.files.items():
-        _verify_file(root, role, entry)
+        _verify_file(root, role, entry, home)
     return Bundle(root=root, manifest=manifest)
 
 
-def _check_plain_file(path: Path, label: str, missing_hint: str) -> os.stat_result:
+def _check_plain_file(path: Path, label: str, missing_hint: str, home: Path | None = None) -> os.stat_result:
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -93,16 +99,19 @@ def _check_plain_file(path: Path, label: str, missing_hint: str) -> os.stat_resu
         raise IntegrityError(f"{path}: {label} is a symbolic link; bundles hold only regular files")
     if not stat.S_ISREG(info.st_mode):
         raise IntegrityError(f"{path}: {label} is not a regular file")
-    if info.st_nlink > 1:
+    if info.st_nlink > 1 and not (home is not None and links_stay_in_home(path, home)):
         # A hard link can point at a file outside the bundle that changes under us.
-        raise IntegrityError(f"{path}: {label} has {info.st_nlink} hard links; copy the bundle instead of linking it")
+        where = "outside its bundle home" if home is not None else "and this is not a version of a bundle home"
+        raise IntegrityError(f"{path}: {label} has {info.st_nlink} hard links, {where}; "
+                             "copy the bundle instead of linking it")
     return info
 
 
-def _verify_file(root: Path, role: str, entry: FileEntry) -> None:
+def _verify_file(root: Path, role: str, entry: FileEntry, home: Path | None) -> None:
     path = root / entry.path
     # lstat first: a symlink (even a loop) is refused before anything follows it.
-    info = _check_plain_file(path, f"{role} file", missing_hint="the bundle is incomplete; rebuild or re-copy it")
+    info = _check_plain_file(path, f"{role} file", missing_hint="the bundle is incomplete; rebuild or re-copy it",
+                             home=home)
     if path.resolve().parent != root:
         raise IntegrityError(f"{path}: {role} file resolves outside the bundle")
     if info.st_size != entry.size:

@@ -4,6 +4,10 @@
 each file itself (so every write error surfaces, and what landed is read back
 and compared with what was written), writes the manifest last, fsyncs, and
 renames the whole directory into place, so a reader never sees half a bundle.
+
+A new version of a bundle home shares the previous version's unchanged files:
+``copy_in`` hard-links such a file instead of copying it, where the file system
+allows (edgerec.bundle.home_links: why the reader accepts these links and no others).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..errors import BundleError, IntegrityError, WriteError
+from ..errors import BundleError, InputError, IntegrityError, WriteError
 from .faults import fault_point
+from .home_links import home_of_version
 from .manifest import (FILE_NAMES, MANIFEST_NAME, DescriptionSpec, EncoderSpec, FileEntry, IndexSpec, ItemsSpec,
                        LexicalSpec, Manifest, PriorSpec, UserSpec)
-from .reader import CHUNK_BYTES, sha256_of
+from .reader import CHUNK_BYTES, Bundle, sha256_of
 
 
 class BundleWriter:
@@ -32,11 +37,18 @@ class BundleWriter:
     or ``copy_in`` (or, for tests and tools, at ``path_for(role)``), then call
     ``finish``. On any exception the staging directory is removed and ``out``
     is untouched. Write failures (disk full, read-only, ...) raise WriteError.
+
+    ``share_with``: the version of a bundle home that this new version of the same home follows;
+    files copied in from it unchanged become hard links to its files. Ignored unless ``out`` is in
+    that same home: links never leave a home.
     """
 
-    def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False,
+                 share_with: Bundle | None = None) -> None:
         self.out = Path(out).absolute()
         self.overwrite = overwrite
+        same_home = share_with is not None and home_of_version(share_with.root) == self.out.parent.resolve()
+        self._share_with = share_with if same_home else None
         self._check_out()
         parent = self.out.parent
         try:
@@ -49,11 +61,13 @@ class BundleWriter:
         fault_point("after-create:staging")
 
     def _check_out(self) -> None:
+        # Bad input (exit 2), not a damaged bundle: the caller named a directory that is taken.
         if self.out.exists() and not self.overwrite:
-            raise BundleError(f"{self.out}: already exists; choose another --out or pass --force")
+            raise InputError(f"{self.out}: already exists; choose another --out, or pass --force to replace "
+                             "the bundle there")
         if self.out.exists() and not (self.out / MANIFEST_NAME).is_file():
             # Never replace a directory that is not a bundle: it may be someone's data.
-            raise BundleError(f"{self.out}: exists and is not a bundle; refusing to replace it")
+            raise InputError(f"{self.out}: exists and is not a bundle; refusing to replace it")
 
     def __enter__(self) -> "BundleWriter":
         return self
@@ -86,10 +100,28 @@ class BundleWriter:
         return self.staging / f".scratch-{name}"
 
     def copy_in(self, role: str, source: str | os.PathLike[str], *, sha256: str | None = None) -> None:
-        """Copy a file in; with ``sha256``, refuse a source that is not the verified one."""
+        """Copy a file in; with ``sha256``, refuse a source that is not the verified one. The same role's
+        file of ``share_with``, unchanged, is hard-linked instead where the file system allows."""
+        if sha256 is not None and self._link_in(role, Path(source), sha256):
+            return
         self.write(role, _read_chunks(Path(source)))
         if sha256 is not None and self._written[role][1] != sha256:
             raise IntegrityError(f"{source}: changed while it was being copied; nothing was written")
+
+    def _link_in(self, role: str, source: Path, sha256: str) -> bool:
+        shared = self._share_with
+        entry = shared.manifest.files.get(role) if shared is not None else None
+        if shared is None or entry is None or entry.sha256 != sha256 or source.resolve() != shared.path(role):
+            return False
+        try:
+            os.link(source, self.path_for(role))
+        except OSError:
+            # Another file system (EXDEV), no links there (EPERM, ENOTSUP), too many (EMLINK): copy instead.
+            return False
+        fault_point(f"after-link:{self.path_for(role).name}")
+        # Checked like a written file at finish: read back whole, size and sha256.
+        self._written[role] = (entry.size, entry.sha256)
+        return True
 
     def finish(
         self,

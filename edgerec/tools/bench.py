@@ -180,7 +180,7 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
 
     texts = item_texts_sample(first, config.encode_items, config.seed)
     if len(texts) < min(config.encode_items, len(first)):
-        notes.append(f"{min(config.encode_items, len(first)) - len(texts)} items have no text and were skipped")
+        notes.append(f"{min(config.encode_items, len(first)) - len(texts)} item(s) with no text skipped")
     say(f"throughput: {len(texts)} item texts x {config.encode_passes} passes per thread setting")
     throughput = measure_throughput(recommenders, texts, config)
 

@@ -336,7 +336,8 @@ def item_texts(records: Sequence[Mapping[str, Any]], text_fields: Sequence[str],
 
 
 def _no_text_error(count: int, text_fields: Sequence[str], example: str) -> CatalogError:
-    return CatalogError(f"{count} items have no text in {list(text_fields)}, e.g. id {example!r}")
+    items = "1 item has" if count == 1 else f"{count} items have"
+    return CatalogError(f"{items} no text in {list(text_fields)}, e.g. id {example!r}")
 
 
 def _text_like_fields(catalog: Any, survey: CatalogSurvey, log: Callable[[str], None] | None) -> tuple[str, ...]:
@@ -397,7 +398,8 @@ def build_from_catalog(
         "catalog": {"source": Path(catalog).name, "built_by": "edgerec build", "items": survey.count,
                     **({"vectors_from": "vector shards (edgerec.scale)"} if vectors is not None else {})},
     }
-    with BundleWriter(out, overwrite=overwrite) as writer:
+    # A rebuild in a bundle home links the model files of the version it follows (BundleWriter.share_with).
+    with BundleWriter(out, overwrite=overwrite, share_with=source) as writer:
         return write_streamed_bundle(
             writer, second_pass(), count=survey.count, columns=survey.columns, id_field=id_field,
             model=ModelFiles.of_bundle(source), text_fields=fields,

@@ -126,8 +126,12 @@ def _jsonl_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[st
         try:
             record = json.loads(line)
         except (ValueError, RecursionError) as exc:  # ValueError also covers integers of >4300 digits
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            raise CatalogError(f"{path}: line {number} is not valid JSON ({reason})") from None
+            # The decoder's line is always 1 (one line is parsed): name the file's line and the column.
+            if isinstance(exc, json.JSONDecodeError):  # "Expecting value", "Unterminated string starting at"
+                reason = f"{exc.msg}{'' if exc.msg.endswith(' at') else ' at'} column {exc.colno}"
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
+            raise CatalogError(f"{path}: line {number} is not valid JSON: {reason}") from None
         if not isinstance(record, dict):
             raise CatalogError(f"{path}: line {number} is not a JSON object")
         try:

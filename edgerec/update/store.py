@@ -19,6 +19,12 @@ never changed: every update writes a new version.
 
 The pointer is a file rather than a symlink because bundle loading refuses
 symlinks, and a rename over a file is atomic on every POSIX file system.
+
+Versions share what did not change: a new version's encoder, tokenizer,
+description model and notice (and, for a new prior, items and index too) are
+hard links to the previous version's files where the file system allows
+(edgerec.bundle.home_links). Removing an old version removes one name of such
+a file; the current version's name and the bytes stay.
 """
 
 from __future__ import annotations
@@ -180,7 +186,8 @@ class Store:
                 weight = manifest.prior.weight if manifest.prior is not None else DEFAULT_WEIGHT
             spec = PriorSpec(weight=float(weight), events=read.kept, source=Path(events).name,
                              half_life_days=half_life_days)
-            self._commit(lambda out: _copy_bundle(current, out, prior=(spec, counts)), previous=current.version)
+            self._commit(lambda out: _copy_bundle(current, out, prior=(spec, counts), share=True),
+                         previous=current.version)
             return PriorReport(version=self.pointer().current, previous=current.version, weight=spec.weight,
                                events=read)
 
@@ -278,7 +285,7 @@ class Store:
         }
 
         def write_version(out: Path) -> Any:
-            with BundleWriter(out) as writer:
+            with BundleWriter(out, share_with=current) as writer:  # the model files are linked, not copied
                 return write_bundle_files(
                     writer, table=table, index=index, model=ModelFiles.of_bundle(current),
                     text_fields=text_fields, user=manifest.user, name=manifest.name, provenance=provenance,
@@ -421,10 +428,11 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _copy_bundle(bundle: Bundle, out: Path, *, prior: Prior | None = None) -> Any:
-    """A verified copy of ``bundle``; with ``prior``, that item prior instead of the bundle's own."""
+def _copy_bundle(bundle: Bundle, out: Path, *, prior: Prior | None = None, share: bool = False) -> Any:
+    """A verified copy of ``bundle``; with ``prior``, that item prior instead of the bundle's own. With
+    ``share`` (``bundle`` is a version of the same home), unchanged files are hard links to its own."""
     manifest = bundle.manifest
-    with BundleWriter(out) as writer:
+    with BundleWriter(out, share_with=bundle if share else None) as writer:
         for role, entry in manifest.files.items():
             if role in FILE_NAMES and not (prior is not None and role == "prior"):
                 writer.copy_in(role, bundle.path(role), sha256=entry.sha256)
