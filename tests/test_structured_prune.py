@@ -112,3 +112,25 @@ def test_shares_outside_zero_to_one_are_refused(teacher: Path) -> None:
         pruned(teacher, 0.0, 0.5)
     with pytest.raises(ValueError, match="share"):
         pruned(teacher, 0.5, 1.5)
+
+
+def test_the_onnx_export_and_fusion_take_a_pruned_model(teacher: Path, tmp_path: Path) -> None:
+    """The export path the encoders' candidates use: optimum's ONNX export and ORT's attention fusion must
+    read the narrower attention (half the heads: no longer hidden size / the config's head count wide)."""
+    from export.measure.peer_client import PlainOnnxEncoder
+    from export.stages.onnx_export import export_onnx
+    from export.stages.quantize import fuse
+    from export.stages.student import save_sentence_model
+    from export.stages.validate import torch_reference
+
+    model, _, _, _ = pruned(teacher, 0.5, 0.5)
+    save_sentence_model(model, teacher, tmp_path / "model")
+    fp32 = export_onnx(tmp_path / "model", tmp_path / "fp32.onnx")
+    fused = fuse(fp32, tmp_path / "fused.onnx")
+    reference = torch_reference(tmp_path / "model", TEXTS, max_length=32, pooling="mean", normalize=True)
+    # A random model's vectors of different texts sit close together (cosines near 1), so the graphs are held
+    # to the torch vectors element by element, well inside the spread between texts.
+    assert np.abs(reference - reference.mean(axis=0)).max() > 1e-2
+    for graph in (fp32, fused):
+        vectors = PlainOnnxEncoder(str(graph), str(tmp_path / "model" / "tokenizer.json"), 32, 1).encode(TEXTS)
+        np.testing.assert_allclose(vectors, reference, atol=1e-4, err_msg=graph.name)
