@@ -112,6 +112,11 @@ def test_shares_outside_zero_to_one_are_refused(teacher: Path) -> None:
         pruned(teacher, 0.0, 0.5)
     with pytest.raises(ValueError, match="share"):
         pruned(teacher, 0.5, 1.5)
+    from export.stages.prune import PruneConfig
+
+    with pytest.raises(ValueError, match="share"):  # the command refuses before loading any text
+        PruneConfig(heads_kept=0.5, ffn_kept=0.0)
+    assert PruneConfig(0.75, 0.5).suffix == "h75-f50" and PruneConfig(0.5, 0.5, recover_seconds=60).suffix == "h50-f50-rec"
 
 
 def test_the_onnx_export_and_fusion_take_a_pruned_model(teacher: Path, tmp_path: Path) -> None:

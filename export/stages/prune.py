@@ -46,6 +46,12 @@ class PruneConfig:
     batch: int = 128
     seed: int = 0
 
+    def __post_init__(self) -> None:  # refused before minutes of loading, not after
+        for share in (self.heads_kept, self.ffn_kept):
+            kept_count(1, share)
+        if self.recover_seconds < 0:
+            raise ValueError(f"recover_seconds must be >= 0, got {self.recover_seconds}")
+
     @property
     def suffix(self) -> str:
         """'h50-f50' (or 'h50-f50-rec' after recovery): the shares kept, in percent, for folder and candidate
