@@ -13,6 +13,8 @@
     python -m export corpus     # English text to distil a general encoder on -> export/work/corpus/train.txt.gz
     python -m export teacher    # a teacher's reading of that text, in resumable shards -> export/work/teacher-NAME/
     python -m export student    # a small encoder trained on the teacher's shards -> export/work/students/
+    python -m export prune --layers 1 --heads-kept 0.5 --ffn-kept 0.5   # a student's heads and FFN neurons
+                                # pruned -> export/work/students/minilm-L1-h50-f50/
     python -m export general    # the static student as the model `edgerec build` starts from -> artifacts/general
     python -m export encoders   # candidate text encoders: tasks, latency, size -> results/encoders.{md,json,svg}
     python -m export summaries  # held-out film summaries: your own catalogue, MovieLens descriptions -> results/summaries.*
@@ -42,7 +44,7 @@ from pathlib import Path
 # Stages that run without torch: the corpus is read from text packages.
 TORCH_FREE_STAGES = ("corpus",)
 STAGES = ("all", "finetune", "distil", "static", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
-          "corpus", "teacher", "student", "general", "encoders", "summaries")
+          "corpus", "teacher", "student", "prune", "general", "encoders", "summaries")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -139,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="`student`: texts per step (default: 1024 static, 128 with layers)")
     distil.add_argument("--lr", type=float, default=0.0,
                         help="`student`: learning rate (default: 3e-3 static, 1e-4 with layers)")
+    prune = parser.add_argument_group("prune")
+    prune.add_argument("--heads-kept", type=float, default=0.5,
+                       help="`prune`: share of each layer's attention heads kept (default: %(default)s)")
+    prune.add_argument("--ffn-kept", type=float, default=0.5,
+                       help="`prune`: share of each layer's FFN neurons kept (default: %(default)s)")
+    prune.add_argument("--recover-seconds", type=float, default=0.0,
+                       help="`prune`: then fine-tune against the teacher's vectors for about this long "
+                            "(default: %(default)s, none)")
     encoders = parser.add_argument_group("encoders")
     encoders.add_argument("--only", action="append", default=[], metavar="NAME",
                           help="`encoders`: run this candidate (repeatable; the anchor minilm-int8 always runs; "
@@ -171,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return _teacher(args.work, args.teacher or "mpnet", args.seconds)
     if args.stage == "student":
         return _student(args)
+    if args.stage == "prune":
+        return _prune(args)
     if args.stage == "general":
         return _general(args)
     if args.stage == "summaries":
@@ -406,6 +418,40 @@ def _student(args: argparse.Namespace) -> int:
     state = "finished" if report["finished"] else f"stopped at step {report['step']:,} of {report['steps']:,} (rerun to go on)"
     print(f"student {config.name}: {state}; validation cosine by epoch: "
           f"{', '.join(str(h['valid_cosine']) for h in report['history'])}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """`prune`: a trained layered student made narrower; written beside it under a new name."""
+    from .stages.prune import PruneConfig, pruned_dir, stage_prune
+    from .stages.student import StudentConfig, student_dir
+    from .stages.validate import ValidationFailed
+
+    if args.layers < 1:
+        print("export: `prune` needs --layers n >= 1 (a static student has no heads or neurons)", file=sys.stderr)
+        return 2
+    student = student_dir(args.work, "minilm", StudentConfig(layers=args.layers))
+    needed = (student / "model" / "config.json", args.work / "corpus" / "train.txt.gz",
+              args.work / "teacher-minilm")
+    for path in needed:
+        if not path.exists():
+            print(f"export: {path}: missing; train the student first (python -m export student --layers "
+                  f"{args.layers})", file=sys.stderr)
+            return 2
+    try:
+        config = PruneConfig(heads_kept=args.heads_kept, ffn_kept=args.ffn_kept, recover_seconds=args.recover_seconds)
+        out = pruned_dir(student, config)
+        report = stage_prune(student, out, args.work / "corpus" / "train.txt.gz", args.work / "teacher-minilm",
+                             config, log=lambda m: print(f"[prune {out.name}] {m}", flush=True))
+    except ValueError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    except ValidationFailed as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
+    final = report.get("recovered", report["pruned"])["valid_cosine_to_teacher"]
+    print(f"wrote {out / 'model'}: {report['pruned']['parameters']:,} of {report['before']['parameters']:,} "
+          f"parameters; validation cosine to the teacher {report['before']['valid_cosine_to_teacher']} -> {final}")
     return 0
 
 

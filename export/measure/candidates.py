@@ -463,27 +463,70 @@ def _compressed_student(ctx: Context, how: str) -> Candidate:
         encode=lambda texts: encoder.encode(texts, batch_size=BATCH), encode_one=encoder.encode_one)
 
 
-def _layered_student(ctx: Context, layers: int, key: str) -> Candidate:
+def _student_graphs(ctx: Context, model_dir: Path, facts: TeacherFacts) -> dict[str, Path]:
+    """A layered student as ONNX fp32 and ORT fused + dynamic INT8 per-channel (the anchor's form), made once
+    in its folder's onnx/ (the same files prepare_stock_models makes there)."""
+    from ..stages.onnx_export import export_onnx
+    from ..stages.quantize import Int8Config, quantize_int8
+
+    def make() -> dict[str, Path]:
+        scratch = model_dir.parent / "onnx"
+        fp32, int8 = scratch / "stock-fp32.onnx", scratch / "stock-int8.onnx"
+        if not fp32.is_file():
+            ctx.log(f"exporting {model_dir} to ONNX")
+            export_onnx(model_dir, fp32)
+        if not int8.is_file():
+            quantize_int8(fp32, int8, Int8Config(fuse=True, per_channel=True))
+        return {"stock-fp32": fp32, "stock-int8-ort": int8}
+    return ctx.once(f"graphs-{model_dir}", make)
+
+
+def _onnx_student(ctx: Context, model_dir: Path, name: str, what: str, key: str) -> Candidate:
     from ..stages.sources import read_teacher
-    from .evaluation import prepare_stock_models
     from .peer_client import PlainOnnxEncoder
 
-    model_dir = _student_model(ctx, layers)
-    facts = read_teacher(model_dir, f"edgerec student L{layers}")
-    models = ctx.once(f"student-L{layers}-onnx", lambda: {m.key: m for m in prepare_stock_models(
-        facts, model_dir.parent / "onnx", model_dir / "tokenizer.json")})
-    graph = models[key].onnx
+    facts = read_teacher(model_dir, name)
+    graph = _student_graphs(ctx, model_dir, facts)[key]
     timed = PlainOnnxEncoder(str(graph), str(model_dir / "tokenizer.json"), facts.max_length, 1)
     bulk = PlainOnnxEncoder(str(graph), str(model_dir / "tokenizer.json"), facts.max_length, ctx.config.bulk_threads)
     files = (graph, model_dir / "tokenizer.json")
     form = "ONNX fp32" if key == "stock-fp32" else "ORT fused + dynamic INT8 per-channel"
     return Candidate(
-        f"student-L{layers}" + ("" if key == "stock-fp32" else "-int8"),
-        f"all-MiniLM-L6-v2's embeddings and first {layers} layer(s), trained on the corpus against its vectors "
-        f"(python -m export student --layers {layers}); {form}", files, torch_free=True,
+        name + ("" if key == "stock-fp32" else "-int8"), f"{what}; {form}", files, torch_free=True,
         fingerprint=files_digest(files, f"max_length={facts.max_length}", "plain-onnx-mean"),
         encode=lambda texts: timed.encode(texts, batch_size=BATCH), encode_one=timed.encode_one,
         bulk_encode=lambda texts: bulk.encode(texts, batch_size=BATCH))
+
+
+def _layered_student(ctx: Context, layers: int, key: str) -> Candidate:
+    return _onnx_student(ctx, _student_model(ctx, layers), f"student-L{layers}",
+                         f"all-MiniLM-L6-v2's embeddings and first {layers} layer(s), trained on the corpus against "
+                         f"its vectors (python -m export student --layers {layers})", key)
+
+
+def _pruned_student(ctx: Context, layers: int, suffix: str, key: str) -> Candidate:
+    """student-L{layers} after `python -m export prune`: folder minilm-L{layers}-{suffix} beside it."""
+    model = _student_model(ctx, layers).parent.with_name(f"minilm-L{layers}-{suffix}") / "model"
+    report_path = model.parent / "report.json"
+    if not model.is_dir() or not report_path.is_file():
+        heads, ffn = (int(part[1:]) / 100 for part in suffix.split("-")[:2])
+        recover = " --recover-seconds 300" if suffix.endswith("-rec") else ""
+        raise NotTrained(f"{model} is missing: run `python -m export prune --layers {layers} --heads-kept {heads:g} "
+                         f"--ffn-kept {ffn:g}{recover}` first")
+    report = json.loads(report_path.read_text())
+    heads = len(next(iter(report["kept"]["heads"].values())))
+    neurons = next(iter(report["kept"]["neurons"].values()))
+    recovered = report.get("recovered")
+    recovery = (f", then {recovered['steps']:,} recovery steps ({recovered['seconds']:g} s) against the teacher's "
+                "vectors" if recovered else ", no recovery fine-tune")
+    return _onnx_student(ctx, model, f"student-L{layers}-{suffix}",
+                         f"student-L{layers} structurally pruned to {heads} of {report['heads']} heads and {neurons:,} "
+                         f"of {report['intermediate_size']:,} FFN neurons per layer (python -m export prune){recovery}",
+                         key)
+
+
+# The pruned students the table knows: kept shares (heads, FFN) in percent, recovered or not.
+PRUNED = ("h50-f50", "h50-f50-rec")
 
 
 FUSION_GRID = (0.05, 0.1, 0.2, 0.3, 0.5)
@@ -505,6 +548,8 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT, by_margin=True),
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
+    **{f"student-L1-{suffix}{tail}": (lambda ctx, suffix=suffix, key=key: _pruned_student(ctx, 1, suffix, key))
+       for suffix in PRUNED for tail, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
     "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort"), FUSION_WEIGHT,
                                                     by_margin=True),
     # Score fusion at each weight of the grid: for choosing the weight on the validation sets
