@@ -273,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
-    """`all`, `static` or `bundle` on a user's catalogue and interactions: the static path from --base."""
+    """`all`, `static`, `bundle` or `evaluate` on a user's catalogue and interactions. From a static --base
+    (an edgerec model or a static student: the default, artifacts/general) the static path: fit, blend,
+    prior, Gather graph, bundle. From a sentence-transformers folder the layered path: fine-tune it,
+    distil a student (--student-layers), ONNX, INT8, bundle."""
     from edgerec.errors import CatalogError, EdgerecError
     from edgerec.tools.progress import StageProgress
     from edgerec.update.build import COMMON_TEXT_FIELDS
@@ -281,18 +284,21 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
 
     from .measure.recommendation import Holdout, run_recommendation_evaluation, split_by_users
     from .stages.interactions_file import InteractionColumns, InteractionsError, read_interactions
-    from .stages.pipeline import ExportConfig, run_all, stage_bundle, stage_static
-    from .stages.sources import SourceMissing, minilm_teacher
+    from .stages.pipeline import ExportConfig, run_all, stage_bundle, stage_static, student_facts
+    from .stages.sources import SourceMissing, minilm_teacher, read_teacher
     from .stages.validate import ValidationFailed
 
     if args.catalog is None or args.interactions is None:
         print("export: --catalog and --interactions go together", file=sys.stderr)
         return 2
-    if args.stage not in ("all", "static", "bundle", "evaluate") or layers:
-        print("export: your own data runs `all`, `static`, `bundle` or `evaluate` from a static model (--base)",
+    base = args.base or Path("artifacts/general")
+    layered = _is_sentence_transformer(base)
+    if args.stage not in ("all", "static", "bundle", "evaluate") or (layers and not layered) or (
+            layered and args.stage == "static"):
+        print("export: your own data runs `all`, `static`, `bundle` or `evaluate` from a static model (--base), "
+              "or `all`, `bundle` or `evaluate` from a sentence-transformers folder (--base, with --student-layers)",
               file=sys.stderr)
         return 2
-    base = args.base or Path("artifacts/general")
     out = args.out if args.out != Path("artifacts/default") else args.work / "bundle"
     try:
         catalog = CatalogFile(args.catalog, id_field=args.id_field)
@@ -323,21 +329,24 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
     split = training  # the held-out users take no part in training, the prior or the choice of settings
     notice = base / "NOTICE"
     config = ExportConfig(
-        work=args.work, out=out, name=f"{args.catalog.stem}-static-int8", text_fields=fields, id_field=args.id_field,
-        title_field=args.title_field, interactions_name=args.interactions.name, static_base=base,
-        static_teacher=args.static_teacher,
+        work=args.work, out=out, name=f"{args.catalog.stem}-{'int8' if layered else 'static-int8'}",
+        text_fields=fields, id_field=args.id_field, title_field=args.title_field,
+        interactions_name=args.interactions.name, static_base=None if layered else base,
+        static_teacher=args.static_teacher, student_layers=layers,
         notice=notice if notice.is_file() else None,
         catalog_provenance={"source": args.catalog.name, "items": len(records), "interactions": report.as_dict(),
                             **({"held_out_users": {"share": holdout.share, "seed": holdout.seed, "users": held.users}}
                                if held is not None else {})})
     try:
         with StageProgress() as progress:
+            teacher = read_teacher(base, name=base.name) if layered else minilm_teacher()
             if args.stage == "all":
-                run_all(minilm_teacher(), records, split, config, progress=progress, resume=args.resume)
+                run_all(teacher, records, split, config, progress=progress, resume=args.resume)
             elif args.stage == "static":
                 stage_static(records, split, config, progress=progress)
             else:
-                stage_bundle(minilm_teacher(), records, config, progress=progress, split=split)
+                stage_bundle(student_facts(config) if layered else teacher, records, config, progress=progress,
+                             split=split)
     except ValidationFailed as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
@@ -346,6 +355,12 @@ def _own_data(args: argparse.Namespace, layers: tuple[int, ...]) -> int:
         return 2
     print(f"export: wrote {out}")
     return 0
+
+
+def _is_sentence_transformer(base: Path) -> bool:
+    """A transformer model folder (config.json beside weights), not a static student or an edgerec model."""
+    return (base / "config.json").is_file() and not (base / "manifest.json").is_file() and not (
+        base / "rows.f16.npy").is_file()
 
 
 def _corpus(work: Path) -> int:

@@ -131,3 +131,25 @@ def test_the_movielens_example_writes_the_two_inputs(tmp_path: Path, monkeypatch
     split, report = read_interactions(ratings, ids, InteractionColumns(rating="rating"), min_rating=4)
     assert report.events == 4 and report.below_min_rating == 1  # quotes and commas in ids survive the CSV
     assert split.train[0].tolist() == [1] and split.valid.tolist() == [0] and split.test.tolist() == [0]
+
+
+def test_a_sentence_transformers_base_takes_the_layered_path(tmp_path: Path, capsys) -> None:
+    """--base a transformer folder: fine-tune it on the events, distil a one-layer student, ONNX, INT8 (each
+    validated against the stage before), bundle with an item prior chosen on validation."""
+    from edgerec import Recommender
+    from export.__main__ import main
+
+    catalog, events = shop(tmp_path)
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    args = ["all", "--catalog", str(catalog), "--interactions", str(events), "--base", str(teacher),
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "bundle"), "--id-field", "sku",
+            "--text-fields", "name,tags", "--title-field", "name", "--user-field", "customer",
+            "--item-field", "product", "--time-field", "time", "--student-layers", "1"]
+    assert main(args) == 0
+    for stage in ("finetune", "distil", "onnx", "int8", "bundle"):
+        assert (tmp_path / "work" / f"{stage}.json").is_file(), stage
+    rec = Recommender.load(tmp_path / "bundle", threads=1)
+    assert rec.bundle.manifest.name == "items-int8" and rec.bundle.manifest.encoder.inputs != ("input_ids",)
+    assert len(rec.recommend(["ga-0", "ga-1"], k=5)) == 5
+    assert main(["static", *args[1:]]) == 2  # the static fit needs a static base
+    assert "sentence-transformers folder" in capsys.readouterr().err
