@@ -30,7 +30,7 @@ from edgerec import Recommender
 from edgerec.items import item_text
 
 from ..stages.interactions import Split
-from ..stages.ranking import cooccurrence_scorer, evaluate, popularity_scorer, prior_scorer, vector_scorer
+from ..stages.ranking import cooccurrence_scorer, evaluate, prior_scorer, vector_scorer
 from .plots import Axis, Guide, Point, Series, svg_chart
 
 Scorer = Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -99,7 +99,7 @@ def run_recommendation_evaluation(records: Sequence[dict], text_fields: Sequence
         out = {"popularity (training users)": evaluate(_fixed(training_counts), target, "test")}
         if counts_own is not None:
             out["popularity (their own histories)"] = evaluate(_fixed(counts_own), target, "test")
-        out["co-occurrence (training users)"] = evaluate(_cooccurrence(training, window), target, "test")
+        out["co-occurrence (training users)"] = evaluate(cooccurrence_scorer(training, window), target, "test")
         out["base model, item text alone"] = evaluate(vector_scorer(base_vectors, window), target, "test")
         out["bundle, no prior"] = evaluate(vector_scorer(vectors, window), target, "test")
         if weight > 0:
@@ -128,10 +128,6 @@ def run_recommendation_evaluation(records: Sequence[dict], text_fields: Sequence
     stem.with_suffix(".svg").write_text(svg(figures))
     print(markdown(figures))
     return figures
-
-
-def _cooccurrence(training: Split, window: int) -> Scorer:
-    return cooccurrence_scorer(training, window)
 
 
 def _encode_with(model: Path, texts: Sequence[str]) -> np.ndarray:

@@ -538,7 +538,7 @@ def choose_prior(vectors: np.ndarray, split: Split, window: int, source: str) ->
              for weight in PRIOR_WEIGHTS}
     best = max(PRIOR_WEIGHTS, key=lambda w: (tried[w], -w))  # ties to the smaller weight
     report = {"valid_hr@10": {f"{w:g}": round(v, 4) for w, v in tried.items()}, "weight": best}
-    print(f"[bundle] item prior on validation HR@10: "
+    print("[bundle] item prior on validation HR@10: "
           + ", ".join(f"{w:g} -> {v:.4f}" for w, v in tried.items()) + f"; kept weight {best:g}")
     if best == 0.0:
         return None, report
