@@ -31,7 +31,7 @@ lines = ["# HNSW recall over a general-model bundle (`python results/hnsw_genera
          f"Bundle `{bundle}` ({len(rec):,} items, static general model), {len(texts)} text queries "
          f"({len(titles)} titles, {len(sentences)} sentences); {time.strftime('%Y-%m-%d %H:%M')} UTC, 1 thread. "
          f"Mean cosine between items: {float((vectors[:500] @ vectors[:500].T).mean()):.2f} (static vectors "
-         "crowd together; the MovieLens bundle's reach recall 0.99 at ef 64, `bench.md`).", "",
+         "crowd together).", "",
          "## Raw HNSW recall@10 against exact search", "", "| M | ef_construction | ef | recall@10 | search p50 us |",
          "|---|---|---|---|---|"]
 for m, construction in ((16, 200), (32, 200), (48, 400)):
