@@ -36,11 +36,19 @@ def queries() -> np.ndarray:
 
 
 def test_build_records_the_spec(index: ItemIndex) -> None:
-    assert index.spec == IndexSpec(space="ip", dim=DIM, m=16, ef_construction=200, ef=64, count=COUNT)
+    # 2,000 items: a small catalogue gets the dense graph (edgerec.index.default_graph)
+    assert index.spec == IndexSpec(space="ip", dim=DIM, m=48, ef_construction=400, ef=64, count=COUNT)
+
+
+def test_the_graph_is_dense_up_to_five_thousand_items_and_lean_above() -> None:
+    from edgerec.index import DENSE_GRAPH_UP_TO, default_graph
+
+    assert default_graph(1) == default_graph(DENSE_GRAPH_UP_TO) == (48, 400)
+    assert default_graph(DENSE_GRAPH_UP_TO + 1) == (16, 200)
 
 
 def test_recall_at_10_against_exact_search(index: ItemIndex, vectors: np.ndarray, queries: np.ndarray) -> None:
-    # Threshold: mean recall@10 >= 0.95 over 100 queries (HNSW with M=16, ef=64 on
+    # Threshold: mean recall@10 >= 0.95 over 100 queries (HNSW with M=48, ef=64 on
     # 2,000 random 32-d unit vectors typically reaches ~0.99).
     hits = 0
     for query in queries:

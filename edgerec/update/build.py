@@ -30,7 +30,7 @@ from ..bundle.reader import Bundle, open_bundle
 from ..bundle.writer import BundleWriter
 from ..encoder import TextEncoder
 from ..errors import BundleError, CatalogError, WriteError
-from ..index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, IndexBuilder, ItemIndex
+from ..index import IndexBuilder, ItemIndex
 from ..items import ItemTable, item_text, jsonl_bytes
 from ..lexical import LexicalBuilder, WordSplitter
 from ..prior import ItemPrior
@@ -115,8 +115,8 @@ def build_bundle(
     prior: Prior | None = None,
     threads: int | None = None,
     batch_size: int = 32,
-    m: int = DEFAULT_M,
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    m: int | None = None,
+    ef_construction: int | None = None,
     ef: int | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -155,8 +155,8 @@ def write_streamed_bundle(
     provenance: Mapping[str, Any],
     threads: int | None = None,
     batch_size: int = 32,
-    m: int = DEFAULT_M,
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    m: int | None = None,
+    ef_construction: int | None = None,
     ef: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = BUILD_CHUNK,
