@@ -53,6 +53,7 @@ class ItemPrior:
         self.scores = (np.log1p(self.counts) / np.log1p(largest) if largest > 0
                        else np.zeros_like(self.counts)).astype(np.float32)
         self.ranked = np.argsort(-self.scores, kind="stable")[:PRIOR_POOL]  # most popular first
+        self._ranked = self.ranked.tolist()  # the per-call walk over them is in plain Python
 
     # -- the file ----------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -85,7 +86,7 @@ class ItemPrior:
         skip = set(exclude)
         known = set(labels.tolist())
         scores = similarities.astype(np.float64) + weight * self.scores[labels]
-        popular = [label for label in self.ranked.tolist() if label not in known and label not in skip]
+        popular = [label for label in self._ranked if label not in known and label not in skip]
         if popular and ceiling is not None and len(scores) >= k:
             kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
             reach = self.scores[popular] * weight + ceiling > kth  # descending prior: a prefix can reach

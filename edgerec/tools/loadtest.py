@@ -73,16 +73,9 @@ class RunReport:
         return self.unexpected_errors == 0 and self.mismatches == 0
 
 
-@dataclass(frozen=True)
-class LoadReport:
-    bundle: str
-    items: int
-    seed: int
-    warmup: int
-    queries_per_thread: int
-    workload: dict[str, int]
-    rss_source: str
-    rss_loaded_mb: float | None
+class RunsReport:
+    """What every load test's report does with its runs (``self.runs``: RunReports)."""
+
     runs: tuple[RunReport, ...]
 
     @property
@@ -93,6 +86,19 @@ class LoadReport:
         body = asdict(self)
         body["ok"] = self.ok
         return body
+
+
+@dataclass(frozen=True)
+class LoadReport(RunsReport):
+    bundle: str
+    items: int
+    seed: int
+    warmup: int
+    queries_per_thread: int
+    workload: dict[str, int]
+    rss_source: str
+    rss_loaded_mb: float | None
+    runs: tuple[RunReport, ...]
 
 
 def rss_mb() -> tuple[float | None, str]:

@@ -18,7 +18,7 @@ import json
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 from urllib.parse import urlsplit
 
@@ -28,14 +28,14 @@ from ..serve.auth import is_loopback
 from ..serve.bodies import MAX_BODY_BYTES
 from ..serve.problems import status_of
 from ..serve.reloader import bundle_identity
-from .loadtest import (DEFAULT_WARMUP, WORKLOAD_SIZE, Answer, Call, RunReport, Tally, build_workload,
+from .loadtest import (DEFAULT_WARMUP, WORKLOAD_SIZE, Answer, Call, RunReport, RunsReport, Tally, build_workload,
                        reference_answers, summarize)
 
 _TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
-class HttpLoadReport:
+class HttpLoadReport(RunsReport):
     url: str
     bundle: str
     version: str  # the version the reference answers came from
@@ -46,15 +46,6 @@ class HttpLoadReport:
     workload: dict[str, int]
     runs: tuple[RunReport, ...]
     versions: tuple[dict[str, int], ...]  # per run: answers by the version that gave them
-
-    @property
-    def ok(self) -> bool:
-        return all(run.ok for run in self.runs)
-
-    def to_dict(self) -> dict:
-        body = asdict(self)
-        body["ok"] = self.ok
-        return body
 
 
 def parse_loopback_url(url: str) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edgerec.events import MAX_UNKNOWN_SHARE, EventColumns, EventsError, read_events
+from edgerec.events import MAX_UNKNOWN_SHARE, EventColumns, EventsError, EventsReport, read_events
 
 from .interactions import MIN_POSITIVES, Split, split_leave_last_out
 
@@ -19,13 +19,11 @@ InteractionsError = EventsError
 
 
 @dataclass(frozen=True)
-class InteractionsReport:
-    events: int                   # lines read
-    kept: int                     # events of catalogue items, rated high enough
-    unknown_items: int            # events naming an item the catalogue lacks (dropped)
-    below_min_rating: int
-    users: int                    # users in the split
-    users_dropped: int            # users with fewer than MIN_POSITIVES kept events
+class InteractionsReport(EventsReport):
+    """The events file's counts (``users``: users in the split) and the users dropped with fewer than
+    MIN_POSITIVES kept events."""
+
+    users_dropped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
