@@ -41,8 +41,8 @@ import os
 import sys
 from pathlib import Path
 
-# Stages that run without torch: the corpus is read from text packages.
-TORCH_FREE_STAGES = ("corpus",)
+# Stages that run without torch: the corpus is read from text packages; `ann` times hnswlib alone.
+TORCH_FREE_STAGES = ("corpus", "ann")
 STAGES = ("all", "finetune", "distil", "static", "onnx", "int8", "bundle", "descriptions", "evaluate", "golden", "peers", "ann",
           "corpus", "teacher", "student", "prune", "general", "encoders", "summaries")
 

@@ -391,6 +391,7 @@ def test_the_encoders_modules_need_no_torch() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.needs_torch  # the command refuses to start without the export extra
 def test_the_command_line_checks_names_and_keeps_quick_runs_apart(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from export.__main__ import main as export_main
