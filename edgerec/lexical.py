@@ -3,11 +3,15 @@
 A static encoder reads a sentence as the mean of its word pieces, so a rare
 word that names exactly what the user wants ("shark", a product code, an
 author) weighs no more than "the". BM25 gives such words their weight back.
-Fused as ``cosine + weight * margin * bm25 / best``, where best and second are
-the query's two best BM25 scores and margin = (best - second) / best: scaling
-by the best makes one weight fit short and long queries, and the margin lets
-BM25 count when one item stands out by its words (a name, a rare term) and
-not when many share them (a common word).
+Fused as ``cosine + weight * damping * bm25 / best``, where best and second are
+the query's two best BM25 scores: scaling by the best makes one weight fit
+short and long queries. For a query of up to 10 words the damping is the
+margin (best - second) / best, so BM25 counts when one item stands out by its
+words (a name, a rare term) and not when many share them (a common word). A
+long query's best leads its second by little even when it is right, since a
+long text shares words with many items, while its many matching words make
+BM25 at its most reliable: from 10 to 30 words the damping fades to none
+(``damping``; chosen on the validation sets, results/students.md).
 
 Words come from the bundle tokenizer's own normaliser and pre-tokenizer (lower
 case, accents stripped, split at whitespace and punctuation), so both signals
@@ -33,6 +37,8 @@ K1 = 1.2
 B = 0.75
 # Candidates the lexical side brings to the fusion: its best this many, besides the encoder's top k.
 LEXICAL_POOL = 100
+# A query's margin damps its BM25 share up to this many words, and not at all from LONG_QUERY words on.
+SHORT_QUERY, LONG_QUERY = 10, 30
 # Catalogues larger than this sum a query's few postings sparsely; smaller ones count into one array.
 SPARSE_FROM = 65536
 _FORMAT = "edgerec-bm25-1"
@@ -152,8 +158,13 @@ class LexicalIndex:
         """The ``n`` best (labels, BM25 scores), best first; only documents sharing a word with ``query``
         (and, given ``allowed``, a bool per document, only those it allows). A word repeated in the query
         counts each time."""
+        return self.top_of_words(self.split(query), n, allowed)
+
+    def top_of_words(self, words: Sequence[str], n: int,
+                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``top`` for a query already split into ``words`` (``split``)."""
         spans = [(self.starts[i], self.starts[i + 1]) for i in
-                 (self._ids.get(word) for word in self.split(query)) if i is not None]
+                 (self._ids.get(word) for word in words) if i is not None]
         if not spans:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         docs = np.concatenate([self.docs[s:e] for s, e in spans])
@@ -186,36 +197,46 @@ class LexicalIndex:
         return int(self.starts.nbytes + self.docs.nbytes + self.weights.nbytes)
 
 
+def damping(margin: Any, words: Any) -> Any:
+    """How much of a query's BM25 share counts, for its margin (best - second) / best and its word count
+    (numbers or arrays alike): the margin up to SHORT_QUERY words, fading linearly to 1 at LONG_QUERY."""
+    fade = np.clip((np.asarray(words, dtype=np.float64) - SHORT_QUERY) / (LONG_QUERY - SHORT_QUERY), 0.0, 1.0)
+    return margin + (1.0 - margin) * fade
+
+
 def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.ndarray,
-         lexical_scores: np.ndarray, cosine_of: Any, weight: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` of cosine + ``weight`` x margin x BM25 / best over the two candidate lists (best, second:
-    the query's two best BM25 scores, ``lexical_scores`` being best first; margin = (best - second) / best).
+         lexical_scores: np.ndarray, cosine_of: Any, weight: float, k: int, *,
+         words: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of cosine + ``weight`` x damping x BM25 / best over the two candidate lists (best,
+    second: the query's two best BM25 scores, ``lexical_scores`` being best first; damping: ``damping`` of
+    the margin (best - second) / best and the query's ``words``).
 
     ``cosine_of(labels)``: the exact cosine of those items to the query, asked only for lexical candidates
     the encoder's search did not return and that could still make the top ``k``: such an item's cosine is
     at most the encoder's k-th, so one whose share cannot lift that past the k-th fused score is skipped
-    unread (a tie with the k-th stays with the encoder's own list). An item in neither list has a lower fused score than the encoder's k-th, unless its BM25 beats
-    the lexical pool's last: the pool is sized so that this is rare.
+    unread (a tie with the k-th stays with the encoder's own list). An item in neither list has a lower
+    fused score than the encoder's k-th, unless its BM25 beats the lexical pool's last: the pool is sized
+    so that this is rare.
     """
     if len(lexical_labels) == 0:
         return dense_labels[:k], dense_scores[:k]
-    # A hundred-odd candidates: plain Python is faster here than numpy's set operations.
     best = float(lexical_scores[0])
     margin = 1.0 - (float(lexical_scores[1]) / best if len(lexical_scores) > 1 else 0.0)
-    fused = dict(zip(dense_labels.tolist(), dense_scores.tolist()))
-    shares = dict(zip(lexical_labels.tolist(), (lexical_scores * (weight * margin / best)).tolist()))
-    for label in fused.keys() & shares.keys():
-        fused[label] += shares[label]
-    outside = [(label, share) for label, share in shares.items() if label not in fused]
-    if len(dense_labels) >= k and outside:
+    shares = (lexical_scores * (weight * float(damping(margin, words)) / best)).astype(np.float64)
+    dense = dense_scores.astype(np.float64)
+    # Each lexical candidate's place in the encoder's list (the lists are short: one comparison table).
+    same = lexical_labels[:, None] == dense_labels[None, :]
+    dense = dense + shares @ same
+    outside = ~same.any(axis=1)
+    out_labels, out_shares = lexical_labels[outside], shares[outside]
+    if len(dense_labels) >= k and len(out_labels):
         ceiling = float(dense_scores[k - 1])  # the most an item the search did not return can have
-        floor = sorted(fused.values(), reverse=True)[k - 1]
-        outside = [(label, share) for label, share in outside if ceiling + share > floor]
-    if outside:
-        missing = np.asarray([label for label, _ in outside], dtype=np.int64)
-        cosines = np.asarray(cosine_of(missing)).tolist()
-        fused.update((label, cosine + share) for (label, share), cosine in zip(outside, cosines))
-    labels = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
-    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+        floor = float(np.partition(dense, len(dense) - k)[len(dense) - k])  # the k-th fused score
+        lifted = ceiling + out_shares > floor
+        out_labels, out_shares = out_labels[lifted], out_shares[lifted]
+    if len(out_labels):
+        out_shares = out_shares + np.asarray(cosine_of(out_labels), dtype=np.float64)
+    labels = np.concatenate([dense_labels.astype(np.int64), out_labels.astype(np.int64)])
+    scores = np.concatenate([dense, out_shares])
     order = np.lexsort((labels, -scores))[:k]  # best first; ties to the lower label
     return labels[order], scores[order].astype(np.float32)

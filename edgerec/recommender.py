@@ -263,9 +263,10 @@ class Recommender:
         spec = self.bundle.manifest.lexical
         if self.lexical is None or spec is None:  # both or neither: the manifest says when postings exist
             return labels[:k], scores[:k], reading
-        found, bm25 = self.lexical.top(text, max(k, LEXICAL_POOL), allowed)
+        words = self.lexical.split(text)
+        found, bm25 = self.lexical.top_of_words(words, max(k, LEXICAL_POOL), allowed)
         fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
-                     spec.weight, k)
+                     spec.weight, k, words=len(words))
         return *fused, reading
 
     def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:

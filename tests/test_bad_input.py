@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgerec import EmptyQueryError, InputError, Recommender, UnknownItemError
+from edgerec import index as index_module
 from edgerec.cli import main
 from edgerec.encoder import MAX_TEXT_BYTES, clean_text
 from edgerec.recommender import MAX_ENCODE_TEXTS, MAX_K
@@ -255,22 +256,24 @@ def test_only_the_window_of_a_long_history_is_read(tiny_recommender, monkeypatch
     assert len(rec.recommend(history, k=5, exclude_seen=False)) == 5
 
 
-def test_k_near_the_item_count_never_leaks_a_hnswlib_error(tiny_recommender):
+def test_k_near_the_item_count_never_leaks_a_hnswlib_error(tiny_recommender, monkeypatch):
     """hnswlib raises RuntimeError when its graph walk finds fewer than k items; the index falls back
     to an exact search, which must agree with brute force."""
     rec = tiny_recommender
     vectors = rec.index.vectors(range(ITEMS))
     query = rec.encode("haunted house")[0]
     exact = np.argsort(-(vectors @ query), kind="stable")
-    labels, scores = rec.index._exact_search(query, ITEMS)
+    labels, scores = rec.index._exact_top(query, ITEMS, set())
     assert labels.tolist() == exact.tolist()
-    np.testing.assert_allclose(1.0 - scores, vectors[exact] @ query, atol=1e-6)
+    np.testing.assert_allclose(scores, vectors[exact] @ query, atol=1e-6)
+    monkeypatch.setattr(index_module, "EXACT_UP_TO", 0)  # through the graph, as a large catalogue is
     for k in (ITEMS - 1, ITEMS):
         assert len({r.item_id for r in rec.query("haunted house", k=k)}) == k
 
 
 def test_exact_fallback_is_used_when_hnswlib_gives_up(tiny_recommender, monkeypatch):
     rec = tiny_recommender
+    monkeypatch.setattr(index_module, "EXACT_UP_TO", 0)  # through the graph, as a large catalogue is
     expected = rec.query("space war", k=10)
 
     class GivesUp:
@@ -280,7 +283,7 @@ def test_exact_fallback_is_used_when_hnswlib_gives_up(tiny_recommender, monkeypa
         def __getattr__(self, name: str) -> object:
             return getattr(real, name)
 
-    real = rec.index._native
+    real = rec.index._graph()
     monkeypatch.setattr(rec.index, "_native", GivesUp())
     fallback = rec.query("space war", k=10)
     # On 120 items hnswlib's search is exact, so the two must agree.

@@ -13,14 +13,16 @@ from edgerec import Recommender
 from edgerec.update.build import build_from_catalog
 from edgerec.cli import main
 from edgerec.errors import InputError
+from edgerec import index as index_module
 from edgerec.index import IndexBuilder, default_ef
 
 
-def test_ef_given_at_load_is_the_one_searched_with(tiny_bundle: Path) -> None:
+def test_ef_given_at_load_is_the_one_searched_with(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "EXACT_UP_TO", 0)  # through the graph, as a large catalogue is
     default = Recommender.load(tiny_bundle, threads=1)
     wide = Recommender.load(tiny_bundle, threads=1, ef=500)
-    assert default.index._native.ef == default.bundle.manifest.index.ef
-    assert wide.index._native.ef == 500
+    assert default.index._graph().ef == default.index.ef == default.bundle.manifest.index.ef
+    assert wide.index._graph().ef == wide.index.ef == 500
     # A breadth above the item count makes the walk exhaustive: the answer is the exact one.
     vector = wide.encode("dog")[0]
     exact = (wide.index.vectors(range(len(wide))) @ vector).argsort()[::-1][:10]

@@ -268,6 +268,12 @@ def test_score_fusion_scales_bm25_by_the_querys_best_score() -> None:
     assert score_fusion(dense, lexical, 0.0) == pytest.approx(dense)
     with pytest.raises(ValueError, match="differ"):
         score_fusion(dense, lexical[:, :2], 0.1)
+    # The runtime's damping: the margin (8 - 4) / 8 for a 3-word query, none for a 40-word one.
+    damped = score_fusion(dense, lexical, 0.5, words=[3, 40])
+    assert damped[0] == pytest.approx([0.9, 0.5 + 0.5 * 0.5, 0.1 + 0.5 * 0.5 * 0.5]) and damped[1] == pytest.approx(dense[1])
+    assert score_fusion(dense, lexical, 0.5, words=[40, 40])[0] == pytest.approx(fused[0])
+    with pytest.raises(ValueError, match="word counts"):
+        score_fusion(dense, lexical, 0.5, words=[3])
 
 
 # --- static distillation on a fake teacher ---------------------------------------------------

@@ -1,4 +1,4 @@
-"""ItemIndex: hnswlib behind a typed wrapper that checks queries and k."""
+"""ItemIndex: hnswlib behind a typed wrapper that checks queries and k; small catalogues searched exactly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgerec import index as index_module
 from edgerec.errors import BundleError, InputError
-from edgerec.index import ItemIndex
+from edgerec.index import ItemIndex, searches_exactly
 from edgerec.bundle.manifest import IndexSpec
 
 COUNT, DIM = 2000, 32
@@ -18,6 +19,17 @@ COUNT, DIM = 2000, 32
 def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
     rows = rng.normal(size=(n, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture(autouse=True)
+def through_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the graph: every index here is searched as a large catalogue is, unless a
+    test says otherwise (``exactly``)."""
+    monkeypatch.setattr(index_module, "EXACT_UP_TO", 0)
+
+
+def exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the shipped limit
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +235,47 @@ def test_vectors_come_back_by_label_from_memory_and_from_the_file(tmp_path: Path
     os.truncate(cut, 1000)
     with pytest.raises(BundleError, match="changed after the bundle was loaded"):
         victim.vectors(range(len(many)))
+
+
+def test_which_catalogues_are_searched_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the shipped limit
+    assert searches_exactly(1000, 384) and searches_exactly(1500, 256) and searches_exactly(12_000, 32)
+    assert not searches_exactly(2000, 384) and not searches_exactly(3883, 384) and not searches_exactly(10**6, 32)
+
+
+def test_an_exact_search_is_brute_force_with_ties_to_the_lower_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    exactly(monkeypatch)
+    rng = np.random.default_rng(11)
+    vectors = unit_rows(rng, 300)
+    vectors[40] = vectors[7]  # a tie: the lower label comes first
+    index = ItemIndex.build(vectors)
+    assert index.exact
+    for query in np.concatenate([unit_rows(rng, 30), vectors[[7]]]):
+        scores = vectors @ query
+        expected = np.lexsort((np.arange(len(scores)), -scores))
+        labels, found = index.search(query, 10)
+        assert labels.tolist() == expected[:10].tolist()
+        np.testing.assert_allclose(found, scores[labels], atol=1e-6)
+        labels, _ = index.search(query, 10, exclude=[int(expected[0]), 99999, -3])
+        assert labels.tolist() == expected[1:11].tolist()
+    assert index.search(vectors[7], 2)[0].tolist() == [7, 40]
+    assert sorted(index.search(vectors[0], 1000, exclude=[0])[0].tolist()) == list(range(1, 300))
+    assert len(index.search(vectors[0], 5, exclude=range(300))[0]) == 0
+
+
+def test_a_small_index_loads_its_graph_only_for_an_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exactly(monkeypatch)
+    rng = np.random.default_rng(12)
+    vectors = unit_rows(rng, 500)
+    path = tmp_path / "index.hnsw"
+    ItemIndex.build(vectors).save(path)
+    loaded = ItemIndex.load(path, ItemIndex.build(vectors).spec, room_for=501)
+    query = unit_rows(rng, 1)[0]
+    assert loaded.search(query, 5)[0].tolist() == np.argsort(-(vectors @ query))[:5].tolist()
+    np.testing.assert_array_equal(loaded.vectors([3, 1]), vectors[[3, 1]])
+    loaded.set_ef(100)
+    assert loaded._native is None and loaded.ef == 100  # answered from the vectors alone
+    extra = unit_rows(rng, 1)
+    loaded.upsert(extra, np.array([500]))  # an update links the new item into the graph
+    assert loaded._native is not None and loaded._native.ef == 100
+    assert loaded.search(extra[0], 1)[0].tolist() == [500]

@@ -91,14 +91,29 @@ def test_fuse_scores_both_lists_and_looks_up_the_cosine_of_lexical_only_items() 
         looked_up.extend(labels)
         return cosines[labels]
 
-    labels, scores = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3)
+    labels, scores = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=2)
     assert looked_up == [1]
     # margin (4 - 2) / 4 = 0.5: item 1 gets 0.1 + 0.5 x 1, item 2 0.5 + 0.5 x 0.5
     assert labels.tolist() == [0, 2, 1] and scores == pytest.approx([0.9, 0.75, 0.6])
-    flat = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3)
+    flat = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3, words=2)
     assert flat[1] == pytest.approx([0.9, 0.5, 0.1])  # two items tie on BM25: it adds nothing
-    same = fuse(dense_labels, dense_scores, np.array([], int), np.array([]), cosine_of, 1.0, 1)
+    # A long query's share is not damped: 20 words fade the margin halfway, 30 or more not at all.
+    halfway = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=20)
+    # damping 0.5 + 0.5 x 0.5: item 2 gets 0.5 + 0.75 x 0.5, item 1 0.1 + 0.75 x 1
+    assert halfway[0].tolist() == [0, 2, 1] and halfway[1] == pytest.approx([0.9, 0.875, 0.85])
+    long = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3, words=45)
+    assert long[0].tolist() == [2, 1, 0] and long[1] == pytest.approx([1.5, 1.1, 0.9])  # tied BM25 counts in full
+    same = fuse(dense_labels, dense_scores, np.array([], int), np.array([]), cosine_of, 1.0, 1, words=2)
     assert same[0].tolist() == [0]
+
+
+def test_the_damping_is_the_margin_for_short_queries_and_fades_for_long_ones() -> None:
+    from edgerec.lexical import LONG_QUERY, SHORT_QUERY, damping
+
+    assert (SHORT_QUERY, LONG_QUERY) == (10, 30)
+    assert [float(damping(0.2, n)) for n in (0, 10, 20, 30, 300)] == pytest.approx([0.2, 0.2, 0.6, 1.0, 1.0])
+    assert float(damping(1.0, 3)) == 1.0 and float(damping(0.0, 25)) == pytest.approx(0.75)
+    np.testing.assert_allclose(damping(np.array([[0.5], [0.5]]), np.array([[5], [40]])), [[0.5], [1.0]])
 
 
 def test_fuse_reads_only_the_lexical_items_that_can_reach_the_top_k() -> None:
@@ -116,18 +131,21 @@ def test_fuse_reads_only_the_lexical_items_that_can_reach_the_top_k() -> None:
             looked_up.extend(labels.tolist())
             return cosines[labels]
 
-        labels, scores = fuse(dense_labels, cosines[dense_labels], lexical_labels, lexical_scores, cosine_of, weight, k)
+        words = int(rng.integers(1, 40))
+        labels, scores = fuse(dense_labels, cosines[dense_labels], lexical_labels, lexical_scores, cosine_of, weight, k,
+                              words=words)
         best = lexical_scores[0]
         margin = 1 - (lexical_scores[1] / best if len(lexical_scores) > 1 else 0)
+        fade = min(1.0, max(0.0, (words - 10) / 20))
         every = cosines.copy()  # scoring every item by hand
-        every[lexical_labels] += weight * margin * lexical_scores / best
+        every[lexical_labels] += weight * (margin + (1 - margin) * fade) * lexical_scores / best
         candidates = np.union1d(dense_labels, lexical_labels)
         expected = candidates[np.lexsort((candidates, -every[candidates]))][:k]
         assert labels.tolist() == expected.tolist(), trial
         assert scores == pytest.approx(every[expected], abs=1e-6)
         assert set(looked_up) <= set(lexical_labels.tolist()) - set(dense_labels.tolist())
     flat = fuse(np.array([0, 1]), np.array([0.9, 0.8]), np.array([5, 6]), np.array([2.0, 2.0]),
-                lambda labels: pytest.fail("no lexical item can pass the k-th with a share of 0"), 1.0, 2)
+                lambda labels: pytest.fail("no lexical item can pass the k-th with a share of 0"), 1.0, 2, words=3)
     assert flat[0].tolist() == [0, 1]
 
 
@@ -142,11 +160,15 @@ def test_a_bundle_built_from_a_model_fuses_exactly_as_scoring_every_item(tiny_mo
     texts = [" ".join(str(r[f]) if not isinstance(r[f], list) else " ".join(r[f]) for f in ("title", "genres"))
              for r in records]
     bm25 = LexicalIndex.build(texts, WordSplitter(rec.encoder.tokenizer))
-    for query in ("haunted house", "space alien robot", "Love Story", "a clever heist with a twist", "zzz"):
+    long = "a haunted house and a space alien robot in a love story about a clever heist with a twist " * 2
+    for query in ("haunted house", "space alien robot", "Love Story", "a clever heist with a twist", "zzz",
+                  long, long[:100]):
         cosine = vectors @ rec.encode(query)[0]
         lexical = bm25.scores(query)
         best, second = np.sort(lexical)[-1], np.sort(lexical)[-2]
-        fused = cosine + (0.3 * (1 - second / best) * lexical / best if best > 0 else 0)
+        fade = min(1.0, max(0.0, (len(query.split()) - 10) / 20))  # 36 and 18 words for the long ones
+        margin = 1 - second / best if best > 0 else 0
+        fused = cosine + (0.3 * (margin + (1 - margin) * fade) * lexical / best if best > 0 else 0)
         expected = np.argsort(-fused, kind="stable")[:5]
         got = rec.query(query, k=5)
         assert [r.item_id for r in got] == [records[i]["id"] for i in expected], query

@@ -206,8 +206,9 @@ class DescriptionSpec:
 @dataclass(frozen=True)
 class LexicalSpec:
     """BM25 over the items' words, fused with the encoder's cosine (edgerec.lexical): the query's score of
-    an item is cosine + ``weight`` x margin x its BM25 / the query's best BM25, margin being how far the best
-    leads the second best, as a fraction of the best. ``k1`` and ``b``: BM25's, as the
+    an item is cosine + ``weight`` x damping x its BM25 / the query's best BM25, the damping being how far
+    the best leads the second best, as a fraction of the best, for a short query, and fading to none for
+    a long one (edgerec.lexical.damping). ``k1`` and ``b``: BM25's, as the
     postings (files.lexical) were weighed with. The setting belongs to the encoder (chosen for it); each
     bundle built with that encoder gets postings of its own items."""
 

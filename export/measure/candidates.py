@@ -237,7 +237,7 @@ def _edgerec_general(ctx: Context) -> Candidate:
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         return score_fusion(encode(queries) @ encode(documents).T, lexical_matrix(queries, documents), lexical.weight,
-                            by_margin=True)
+                            _word_counts(ctx, queries))
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         out = ctx.config.work / "encoders" / "general-bundle"
@@ -250,7 +250,7 @@ def _edgerec_general(ctx: Context) -> Candidate:
     return Candidate(
         "edgerec-general", f"the general model shipped for `edgerec build` ({model.manifest.name}: the static "
         f"student, int8) through edgerec.encoder.TextEncoder, BM25 fused as edgerec fuses it (weight "
-        f"{lexical.weight:g} x the BM25 margin); the query "
+        f"{lexical.weight:g} x the damping: the BM25 margin for short queries, none for long ones); the query "
         "through edgerec.Recommender over a bundle of the catalogue built with it (HNSW + the lexical pool)",
         files, torch_free=True,
         fingerprint="-".join(model.manifest.files[r].sha256[:16] for r in ("encoder", "tokenizer")) + f"-w{lexical.weight}",
@@ -312,6 +312,12 @@ def _splitter(ctx: Context) -> WordSplitter:
     return ctx.once("word-splitter", lambda: WordSplitter.from_file(ctx.tokenizer))
 
 
+def _word_counts(ctx: Context, queries: Sequence[str]) -> list[int]:
+    """Each query's words as BM25 reads them: the runtime's damping of the lexical share depends on them."""
+    splitter = _splitter(ctx)
+    return [len(splitter(q)) for q in queries]
+
+
 def _bm25_matrix(ctx: Context) -> ScoreMatrix:
     splitter = _splitter(ctx)
     return lambda queries, documents: bm25_matrix(LexicalIndex.build(documents, splitter), queries)
@@ -342,22 +348,22 @@ def _bm25(ctx: Context) -> Candidate:
         note=_bm25_note(ctx))
 
 
-def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None, by_margin: bool = False) -> Candidate:
-    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (fusion.score_fusion,
-    ``by_margin`` as there): on the retrieval tasks, and in the query over the catalogue; Lee from the dense
-    vectors."""
+def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None, damped: bool = False) -> Candidate:
+    """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (fusion.score_fusion;
+    ``damped``: with the runtime's damping of the share by margin and query length): on the retrieval tasks,
+    and in the query over the catalogue; Lee from the dense vectors."""
     if dense.encode is None or dense.encode_one is None:
         raise ValueError(f"{dense.name} has no vectors to fuse")
     encode, encode_one = dense.encode, dense.encode_one
     lexical = _bm25_matrix(ctx)
 
-    def fuse(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> np.ndarray:
+    def fuse(dense_scores: np.ndarray, lexical_scores: np.ndarray, queries: Sequence[str]) -> np.ndarray:
         if weight is None:
             return reciprocal_rank_fusion(dense_scores, lexical_scores)
-        return score_fusion(dense_scores, lexical_scores, weight, by_margin)
+        return score_fusion(dense_scores, lexical_scores, weight, _word_counts(ctx, queries) if damped else None)
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        return fuse(encode(queries) @ encode(documents).T, lexical(queries, documents))
+        return fuse(encode(queries) @ encode(documents).T, lexical(queries, documents), queries)
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         index = _catalogue_bm25(ctx)
@@ -365,16 +371,17 @@ def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None, by_m
             raise ValueError(f"BM25 holds {index.size} catalogue texts, the dense side {len(vectors)}")
 
         def query(text: str) -> np.ndarray:
-            fused = fuse(vectors @ encode_one(text), index.scores(text))[0]
+            fused = fuse(vectors @ encode_one(text), index.scores(text), (text,))[0]
             k = min(TOP_K, len(fused))
             top = np.argpartition(-fused, k - 1)[:k]
             return top[np.argsort(-fused[top], kind="stable")]
         return query
 
     how = ("reciprocal rank (k 60)" if weight is None else
-           f"score: cosine + {weight:g}{' x the BM25 margin' if by_margin else ''} x BM25 / the query's best BM25")
-    suffix = "m" if by_margin else ""
-    shipped_rule = weight is None or (weight == FUSION_WEIGHT and by_margin)  # the plain name: RRF, or as shipped
+           f"score: cosine + {weight:g}{' x the damping (margin, query length)' if damped else ''} x BM25 / the "
+           "query's best BM25")
+    suffix = "m" if damped else ""
+    shipped_rule = weight is None or (weight == FUSION_WEIGHT and damped)  # the plain name: RRF, or as shipped
     return Candidate(
         f"{dense.name}+bm25" + ("" if shipped_rule else f"{suffix}@{weight:g}"),
         f"{dense.name} and bm25 fused by {how} on the retrieval tasks and in "
@@ -545,18 +552,18 @@ BUILDERS: dict[str, Callable[[Context], Candidate]] = {
     "student-L0": _static_student,
     "student-L0-dim256": lambda ctx: _compressed_student(ctx, "dim256"),
     "student-L0-vocab": lambda ctx: _compressed_student(ctx, "vocab"),
-    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT, by_margin=True),
+    "student-L0+bm25": lambda ctx: _with_bm25(ctx, _static_student(ctx), FUSION_WEIGHT, damped=True),
     **{f"student-L{n}{suffix}": (lambda ctx, n=n, key=key: _layered_student(ctx, n, key))
        for n in (1, 2) for suffix, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
     **{f"student-L1-{suffix}{tail}": (lambda ctx, suffix=suffix, key=key: _pruned_student(ctx, 1, suffix, key))
        for suffix in PRUNED for tail, key in (("", "stock-fp32"), ("-int8", "stock-int8-ort"))},
     "student-L1-int8+bm25": lambda ctx: _with_bm25(ctx, _layered_student(ctx, 1, "stock-int8-ort"), FUSION_WEIGHT,
-                                                    by_margin=True),
+                                                    damped=True),
     # Score fusion at each weight of the grid: for choosing the weight on the validation sets
     # (`encoders --validation --only NAME`); not in a default run.
     **{f"student-L0+bm25@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w))
        for w in FUSION_GRID},
-    **{f"student-L0+bm25m@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w, by_margin=True))
+    **{f"student-L0+bm25m@{w:g}": (lambda ctx, w=w: _with_bm25(ctx, _static_student(ctx), w, damped=True))
        for w in MARGIN_GRID if w != FUSION_WEIGHT},
 }
 CANDIDATES = tuple(BUILDERS)

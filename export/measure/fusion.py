@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgerec.lexical import LexicalIndex
+from edgerec.lexical import LexicalIndex, damping
 
 RRF_K = 60
 
@@ -42,16 +42,21 @@ def reciprocal_rank_fusion(dense: np.ndarray, lexical: np.ndarray, k: int = RRF_
     return fused + np.where(lexical > 0, 1.0 / (k + rank_positions(lexical)), 0.0)
 
 
-def score_fusion(dense: np.ndarray, lexical: np.ndarray, weight: float, by_margin: bool = False) -> np.ndarray:
+def score_fusion(dense: np.ndarray, lexical: np.ndarray, weight: float,
+                 words: Sequence[int] | None = None) -> np.ndarray:
     """Cosine + ``weight`` x the BM25 score as a fraction of the query's best one (edgerec.lexical.fuse's
-    rule, over every document). ``by_margin``: the weight times (best - second best) / best of the query's
-    BM25 scores, so that BM25 counts when one document stands out by its words and not when many share them."""
+    rule, over every document). ``words``: each query's word count, for the runtime's damping of the share
+    (edgerec.lexical.damping: the margin (best - second best) / best for short queries, none for long
+    ones); None: no damping."""
     dense, lexical = np.atleast_2d(dense), np.atleast_2d(lexical)
     if dense.shape != lexical.shape:
         raise ValueError(f"dense scores {dense.shape} and lexical scores {lexical.shape} differ in shape")
     best = lexical.max(axis=1, keepdims=True)
     scaled = np.divide(lexical, best, out=np.zeros_like(lexical, dtype=np.float64), where=best > 0)
-    if not by_margin:
+    if words is None:
         return dense + weight * scaled
+    if len(words) != len(scaled):
+        raise ValueError(f"{len(words)} word counts for {len(scaled)} queries")
     second = np.sort(scaled, axis=1)[:, -2:-1] if scaled.shape[1] > 1 else np.zeros_like(best)
-    return dense + weight * (scaled.max(axis=1, keepdims=True) - second) * scaled
+    margin = scaled.max(axis=1, keepdims=True) - second
+    return dense + weight * damping(margin, np.asarray(words)[:, None]) * scaled
