@@ -186,7 +186,7 @@ def run_bench(bundle_path: str | os.PathLike[str], config: BenchConfig = BenchCo
     say(f"throughput: {len(texts)} item texts x {config.encode_passes} passes per thread setting")
     throughput = measure_throughput(recommenders, texts, config)
 
-    say(f"search: {min(config.search_queries, len(first))} item vectors, HNSW against exact")
+    say(f"search: {min(config.search_queries, len(first))} item vectors, the index against plain numpy")
     search = measure_search(first, config)
 
     bundle = {"name": manifest.name, "path": str(first.bundle.root), "items": manifest.items.count,
