@@ -22,7 +22,7 @@ from edgerec.bundle.writer import BundleWriter
 from edgerec.encoder import TextEncoder
 
 from .sources import QUERY_TEXTS
-from .static_embed import MAX_TOKENS, StaticEncoder
+from .static_embed import MAX_TOKENS, StaticEncoder, principal_directions
 from .static_onnx import OUTPUT, write_static_onnx
 from .validate import agreement, check
 
@@ -32,6 +32,10 @@ from .validate import agreement, check
 # (0.05). The margin's damping then fades for long queries (edgerec.lexical.damping): paragraph 0.88 ->
 # 0.97, the others unchanged; results/students.md, never the test sets.
 FUSION_WEIGHT = 0.3
+# The student's 384-d rows are projected on their 256 main directions (uncentred PCA): on the validation
+# sets, fused, mean 0.935 and lowest 0.912 of MiniLM against 0.931 and 0.896 at 384-d; a query costs ~8%
+# less (the graph walk and the vector reads touch a third less memory) and the file is 7.9 MB, not 11.8.
+GENERAL_DIMS = 256
 NAME = "edgerec-general-static-int8"
 CHECK_TEXTS = 2000
 NOTICE = """edgerec general model
@@ -94,10 +98,21 @@ def load_static_base(base: Path) -> tuple[np.ndarray, Path]:
     return read_static_onnx(model.path("encoder")), model.path("tokenizer")
 
 
-def stage_general(student: Path, out: Path, work: Path, *, texts: Sequence[str], overwrite: bool = True
-                  ) -> dict[str, Any]:
-    """Write the student folder ``student`` (rows.f16.npy, tokenizer.json, ../report.json) as a model at ``out``."""
-    rows = np.load(student / "rows.f16.npy").astype(np.float32)
+def narrowed(rows: np.ndarray, dims: int) -> tuple[np.ndarray, float]:
+    """(``rows`` projected on their ``dims`` main directions, the share of the second moment kept); rows no
+    wider than ``dims`` come back as they are."""
+    if rows.shape[1] <= dims:
+        return rows, 1.0
+    projection, values = principal_directions(rows, dims)
+    return (rows @ projection.T).astype(np.float32), float(values[:dims].sum() / values.sum())
+
+
+def stage_general(student: Path, out: Path, work: Path, *, texts: Sequence[str], overwrite: bool = True,
+                  dims: int = GENERAL_DIMS) -> dict[str, Any]:
+    """Write the student folder ``student`` (rows.f16.npy, tokenizer.json, ../report.json) as a model at ``out``,
+    its rows narrowed to ``dims``."""
+    wide = np.load(student / "rows.f16.npy").astype(np.float32)
+    rows, kept = narrowed(wide, dims)
     work.mkdir(parents=True, exist_ok=True)
     graph = write_static_onnx(rows, work / "general-int8.onnx", "int8")
     tokenizer = runtime_tokenizer(student / "tokenizer.json", work / "general-tokenizer.json")
@@ -118,12 +133,14 @@ def stage_general(student: Path, out: Path, work: Path, *, texts: Sequence[str],
         "teacher": training["teacher"],
         "stages": [f"static student: one row per token, trained on {training['texts']:,} English texts against "
                    "the teacher's sentence vectors (python -m export student --layers 0)",
+                   *([f"rows projected from {wide.shape[1]} on their {rows.shape[1]} main directions (uncentred "
+                      f"PCA, {kept:.1%} of the second moment kept)"] if rows.shape[1] < wide.shape[1] else []),
                    "Gather graph, int8 rows with a float scale per row (python -m export general)"],
         "training": {k: training[k] for k in ("config", "texts", "validation_texts", "history", "seconds")},
         "validation": {"texts": f"{len(texts)} texts ({len(QUERY_TEXTS)} query-like, the rest corpus lines)",
                        **{k: v.as_dict() for k, v in checks.items()}},
-        "lexical": f"BM25 fused with weight {FUSION_WEIGHT} x its margin, chosen on validation tasks "
-                   "(results/encoders-validation.md)",
+        "lexical": f"BM25 fused with weight {FUSION_WEIGHT} x its damping (edgerec.lexical.damping), chosen on "
+                   "validation tasks (results/students.md, results/fusion-damping.md)",
         "model_bytes": {"int8": graph.stat().st_size},
     }}
     with BundleWriter(out, overwrite=overwrite) as writer:
