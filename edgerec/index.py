@@ -238,11 +238,11 @@ class ItemIndex:
             # Read once and kept; two threads racing here both store the same array.
             self._all_vectors = self.vectors(range(self.spec.count))
         scores = self._all_vectors @ query
-        keep = np.ones(len(scores), dtype=bool)
+        labels = np.arange(len(scores))
         if skip:
+            keep = np.ones(len(scores), dtype=bool)
             keep[[label for label in skip if 0 <= label < len(scores)]] = False
-        labels = np.flatnonzero(keep) if skip else np.arange(len(scores))
-        scores = scores[labels] if skip else scores
+            labels, scores = labels[keep], scores[keep]
         k = min(k, len(labels))
         if k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
