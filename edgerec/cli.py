@@ -402,7 +402,7 @@ def info(as_json: bool, verbose: bool, bundle: str | None) -> None:
           [f"index       hnswlib {manifest.index.space}, M={manifest.index.m}, "
            f"ef_construction={manifest.index.ef_construction}, ef={manifest.index.ef}"]),
         *([f"lexical     BM25 (k1 {manifest.lexical.k1}, b {manifest.lexical.b}) fused: cosine + "
-           f"{manifest.lexical.weight} x margin x BM25 / best"] if manifest.lexical else []),
+           f"{manifest.lexical.weight} x damping x BM25 / best"] if manifest.lexical else []),
         *([f"prior       recommend adds {manifest.prior.weight:g} x log(1 + count) / log(1 + largest): "
            f"{manifest.prior.events:,} events from {safe(manifest.prior.source)}"
            + (f", half-life {manifest.prior.half_life_days:g} days" if manifest.prior.half_life_days else "")]

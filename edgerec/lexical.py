@@ -3,15 +3,16 @@
 A static encoder reads a sentence as the mean of its word pieces, so a rare
 word that names exactly what the user wants ("shark", a product code, an
 author) weighs no more than "the". BM25 gives such words their weight back.
-Fused as ``cosine + weight * damping * bm25 / best``, where best and second are
-the query's two best BM25 scores: scaling by the best makes one weight fit
-short and long queries. For a query of up to 10 words the damping is the
-margin (best - second) / best, so BM25 counts when one item stands out by its
-words (a name, a rare term) and not when many share them (a common word). A
-long query's best leads its second by little even when it is right, since a
-long text shares words with many items, while its many matching words make
-BM25 at its most reliable: from 10 to 30 words the damping fades to none
-(``damping``; chosen on the validation sets, results/students.md).
+Fused as ``cosine + weight * damping * bm25 / best``, best being the query's
+best BM25 score: scaling by it makes one weight fit short and long queries.
+For a query of up to 10 words the damping is the coverage to the fourth power:
+the share of the query's word weight (idf) that its best BM25 item holds. BM25
+counts when one item holds the query's telling words (a headline's names, a
+product code), and little when the best item shares one incidental word with
+it (a dictionary example and a definition). A long query's best item holds a
+small share of its many words even when it is right, while those many matching
+words make BM25 at its most reliable: from 10 to 30 words the damping fades to
+none (``damping``; both chosen on the validation sets, results/fusion-damping.md).
 
 Words come from the bundle tokenizer's own normaliser and pre-tokenizer (lower
 case, accents stripped, split at whitespace and punctuation), so both signals
@@ -37,8 +38,9 @@ K1 = 1.2
 B = 0.75
 # Candidates the lexical side brings to the fusion: its best this many, besides the encoder's top k.
 LEXICAL_POOL = 100
-# A query's margin damps its BM25 share up to this many words, and not at all from LONG_QUERY words on.
+# A query's coverage damps its BM25 share up to this many words, and not at all from LONG_QUERY words on.
 SHORT_QUERY, LONG_QUERY = 10, 30
+COVERAGE_POWER = 4  # the coverage counts to this power: a best item holding half the word weight counts 1/16
 # Catalogues larger than this sum a query's few postings sparsely; smaller ones count into one array.
 SPARSE_FROM = 65536
 _FORMAT = "edgerec-bm25-1"
@@ -82,8 +84,7 @@ class LexicalBuilder:
                 self._postings.setdefault(word, []).append((doc, tf))
 
     def finish(self) -> "LexicalIndex":
-        """BM25 term weights: idf = ln(1 + (N - n + 0.5) / (n + 0.5)) (Lucene's, never negative) times
-        tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length))."""
+        """BM25 term weights: ``idf`` times tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length))."""
         size = len(self._lengths)
         if size == 0:
             raise ValueError("BM25 needs at least one document")
@@ -95,9 +96,8 @@ class LexicalBuilder:
         for i, word in enumerate(words):
             pairs = np.asarray(self._postings[word], dtype=np.int64)
             docs, tf = pairs[:, 0], pairs[:, 1].astype(np.float64)
-            idf = np.log(1 + (size - len(docs) + 0.5) / (len(docs) + 0.5))
             docs_parts.append(docs.astype(np.int32))
-            weight_parts.append((idf * tf * (self.k1 + 1) / (tf + norm[docs])).astype(np.float32))
+            weight_parts.append((idf(np.array([len(docs)]), size)[0] * tf * (self.k1 + 1) / (tf + norm[docs])).astype(np.float32))
             starts[i + 1] = starts[i] + len(docs)
         self._postings.clear()
         empty_i, empty_f = np.empty(0, np.int32), np.empty(0, np.float32)
@@ -118,6 +118,9 @@ class LexicalIndex:
 
     def __post_init__(self) -> None:
         self._ids = {word: i for i, word in enumerate(self.words)}
+        # idf as the weights were made with (LexicalBuilder.finish); a word no item has gets the most.
+        self._idf = idf(np.diff(self.starts), self.size)
+        self._unseen_idf = float(idf(np.zeros(1), self.size)[0])
 
     @classmethod
     def build(cls, texts: Iterable[str], split: WordSplitter, k1: float = K1, b: float = B) -> "LexicalIndex":
@@ -163,10 +166,16 @@ class LexicalIndex:
     def top_of_words(self, words: Sequence[str], n: int,
                      allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``top`` for a query already split into ``words`` (``split``)."""
-        spans = [(self.starts[i], self.starts[i + 1]) for i in
-                 (self._ids.get(word) for word in words) if i is not None]
+        return self.matches(words, n, allowed)[:2]
+
+    def matches(self, words: Sequence[str], n: int,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """``top_of_words`` and the coverage of the best: the share of the words' idf (each time a word
+        occurs) that the first document holds; 0 when none matches."""
+        ids = [self._ids.get(word) for word in words]
+        spans = [(self.starts[i], self.starts[i + 1]) for i in ids if i is not None]
         if not spans:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), 0.0
         docs = np.concatenate([self.docs[s:e] for s, e in spans])
         weights = np.concatenate([self.weights[s:e] for s, e in spans])
         if self.size > SPARSE_FROM and len(docs) * 8 < self.size:  # a few postings in many items: sum sparsely
@@ -183,7 +192,14 @@ class LexicalIndex:
             keep = np.argpartition(-scores, n - 1)[:n]
             labels, scores = labels[keep], scores[keep]
         order = np.lexsort((labels, -scores))  # best first; ties to the lower label
-        return labels[order].astype(np.int64), scores[order].astype(np.float32)
+        labels, scores = labels[order].astype(np.int64), scores[order].astype(np.float32)
+        if not len(labels):
+            return labels, scores, 0.0
+        known = np.array([i for i in ids if i is not None])
+        lengths = np.diff(self.starts)[known]
+        held = np.add.reduceat(docs == labels[0], np.concatenate([[0], np.cumsum(lengths)[:-1]])) > 0
+        total = float(self._idf[known].sum()) + self._unseen_idf * (len(ids) - len(known))
+        return labels, scores, float(self._idf[known][held].sum()) / total
 
     def scores(self, query: str) -> np.ndarray:
         """One BM25 score per document (0 where no query word occurs)."""
@@ -197,19 +213,28 @@ class LexicalIndex:
         return int(self.starts.nbytes + self.docs.nbytes + self.weights.nbytes)
 
 
-def damping(margin: Any, words: Any) -> Any:
-    """How much of a query's BM25 share counts, for its margin (best - second) / best and its word count
-    (numbers or arrays alike): the margin up to SHORT_QUERY words, fading linearly to 1 at LONG_QUERY."""
+def idf(document_counts: np.ndarray, size: int) -> np.ndarray:
+    """BM25's idf for words in that many of ``size`` documents: ln(1 + (N - n + 0.5) / (n + 0.5)) (Lucene's,
+    never negative)."""
+    counts = np.asarray(document_counts, dtype=np.float64)
+    return np.log(1 + (size - counts + 0.5) / (counts + 0.5))
+
+
+def damping(coverage: Any, words: Any) -> Any:
+    """How much of a query's BM25 share counts, for its best document's ``coverage`` (``LexicalIndex.matches``)
+    and its word count (numbers or arrays alike): coverage ** COVERAGE_POWER up to SHORT_QUERY words, fading
+    linearly to 1 at LONG_QUERY."""
+    trust = np.asarray(coverage, dtype=np.float64) ** COVERAGE_POWER
     fade = np.clip((np.asarray(words, dtype=np.float64) - SHORT_QUERY) / (LONG_QUERY - SHORT_QUERY), 0.0, 1.0)
-    return margin + (1.0 - margin) * fade
+    return trust + (1.0 - trust) * fade
 
 
 def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.ndarray,
          lexical_scores: np.ndarray, cosine_of: Any, weight: float, k: int, *,
-         words: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` of cosine + ``weight`` x damping x BM25 / best over the two candidate lists (best,
-    second: the query's two best BM25 scores, ``lexical_scores`` being best first; damping: ``damping`` of
-    the margin (best - second) / best and the query's ``words``).
+         words: int, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of cosine + ``weight`` x damping x BM25 / best over the two candidate lists (best: the
+    query's best BM25 score, ``lexical_scores`` being best first; damping: ``damping`` of the best's
+    ``coverage`` and the query's ``words``).
 
     ``cosine_of(labels)``: the exact cosine of those items to the query, asked only for lexical candidates
     the encoder's search did not return and that could still make the top ``k``: such an item's cosine is
@@ -221,8 +246,7 @@ def fuse(dense_labels: np.ndarray, dense_scores: np.ndarray, lexical_labels: np.
     if len(lexical_labels) == 0:
         return dense_labels[:k], dense_scores[:k]
     best = float(lexical_scores[0])
-    margin = 1.0 - (float(lexical_scores[1]) / best if len(lexical_scores) > 1 else 0.0)
-    shares = (lexical_scores * (weight * float(damping(margin, words)) / best)).astype(np.float64)
+    shares = (lexical_scores * (weight * float(damping(coverage, words)) / best)).astype(np.float64)
     dense = dense_scores.astype(np.float64)
     # Each lexical candidate's place in the encoder's list (the lists are short: one comparison table).
     same = lexical_labels[:, None] == dense_labels[None, :]

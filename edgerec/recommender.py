@@ -221,7 +221,8 @@ class Recommender:
         The filter applies to the encoder's candidates and to BM25's alike.
 
         When the bundle has BM25 postings (edgerec.lexical), each candidate's score is its cosine plus
-        the BM25 share: cosine + weight x margin x BM25 / the query's best BM25. When the bundle has a
+        the BM25 share: cosine + weight x damping x BM25 / the query's best BM25 (damping: how much of the
+        query's word weight its best BM25 item holds, for short queries). When the bundle has a
         description model and the encoder's answer is weak (flat scores, a top title unrelated to the
         query), the model takes part first (edgerec.descriptions): its reading of the whole sentence is
         added to the encoder's vector; ``descriptions=False`` keeps it out, ``query_reading`` tells
@@ -264,9 +265,9 @@ class Recommender:
         if self.lexical is None or spec is None:  # both or neither: the manifest says when postings exist
             return labels[:k], scores[:k], reading
         words = self.lexical.split(text)
-        found, bm25 = self.lexical.top_of_words(words, max(k, LEXICAL_POOL), allowed)
+        found, bm25, coverage = self.lexical.matches(words, max(k, LEXICAL_POOL), allowed)
         fused = fuse(labels[:k], scores[:k], found, bm25, lambda rows: self.index.vectors(rows) @ vector,
-                     spec.weight, k, words=len(words))
+                     spec.weight, k, words=len(words), coverage=coverage)
         return *fused, reading
 
     def _top_record(self, labels: np.ndarray) -> Mapping[str, Any]:

@@ -136,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     distil.add_argument("--layers", type=int, default=0,
                         help="`student`: transformer layers (0: a static table; n: the teacher's first n) "
                              "(default: %(default)s)")
-    distil.add_argument("--epochs", type=int, default=3, help="`student`: passes over the texts (default: %(default)s)")
+    distil.add_argument("--words", type=int, default=None,
+                        help="`student --layers 0`: add up to this many whole words to the vocabulary, the "
+                             "training texts' most frequent that the tokenizer cuts (default: the general "
+                             "model's 30000; 0: none)")
+    distil.add_argument("--epochs", type=int, default=None,
+                        help="`student`: passes over the texts (default: 6 static, the general model's; 3 with layers)")
     distil.add_argument("--batch", type=int, default=None,
                         help="`student`: texts per step (default: 1024 static, 128 with layers)")
     distil.add_argument("--lr", type=float, default=0.0,
@@ -408,17 +413,19 @@ def _teacher(work: Path, name: str, seconds: float | None) -> int:
 def _student(args: argparse.Namespace) -> int:
     """`student`: a small encoder trained on the teacher shards written so far; a rerun resumes."""
     from .stages.sources import SourceMissing, minilm_teacher
-    from .stages.student import StudentConfig, stage_student, student_dir
+    from .stages.student import default_config, stage_student, student_dir
 
     corpus = args.work / "corpus" / "train.txt.gz"
     if not corpus.is_file():
         print(f"export: {corpus}: missing; run `python -m export corpus` first", file=sys.stderr)
         return 2
-    if args.layers < 0 or args.epochs < 1 or (args.batch is not None and args.batch < 1):
+    if args.layers < 0 or (args.epochs is not None and args.epochs < 1) or (args.batch is not None and args.batch < 1):
         print("export: --layers must be >= 0, --epochs and --batch >= 1", file=sys.stderr)
         return 2
-    config = StudentConfig(layers=args.layers, epochs=args.epochs, lr=args.lr,
-                           batch=args.batch or (1024 if args.layers == 0 else 128))
+    if args.words is not None and (args.words < 0 or (args.words and args.layers)):
+        print("export: --words must be >= 0, and only a static student (--layers 0) takes it", file=sys.stderr)
+        return 2
+    config = default_config(args.layers, epochs=args.epochs, batch=args.batch, lr=args.lr, words=args.words)
     if (args.teacher or "minilm") != "minilm":
         print("export: `student` learns all-MiniLM-L6-v2's shards (its tokenizer and layers); mpnet's targets "
               "are learnt on a GPU machine by export/stages/gpu_distil.py", file=sys.stderr)
@@ -439,13 +446,13 @@ def _student(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     """`prune`: a trained layered student made narrower; written beside it under a new name."""
     from .stages.prune import PruneConfig, pruned_dir, stage_prune
-    from .stages.student import StudentConfig, student_dir
+    from .stages.student import default_config, student_dir
     from .stages.validate import ValidationFailed
 
     if args.layers < 1:
         print("export: `prune` needs --layers n >= 1 (a static student has no heads or neurons)", file=sys.stderr)
         return 2
-    student = student_dir(args.work, "minilm", StudentConfig(layers=args.layers))
+    student = student_dir(args.work, "minilm", default_config(args.layers))
     needed = (student / "model" / "config.json", args.work / "corpus" / "train.txt.gz",
               args.work / "teacher-minilm")
     for path in needed:
@@ -473,9 +480,10 @@ def _prune(args: argparse.Namespace) -> int:
 def _general(args: argparse.Namespace) -> int:
     """`general`: the trained static student written as edgerec's general model (no MovieLens, no torch)."""
     from .stages.general_model import check_texts, stage_general
+    from .stages.student import GENERAL_STUDENT, student_dir
     from .stages.validate import ValidationFailed
 
-    student = args.work / "students" / "minilm-L0" / "model"
+    student = student_dir(args.work, "minilm", GENERAL_STUDENT) / "model"
     corpus = args.work / "corpus" / "train.txt.gz"
     for needed, how in ((student / "rows.f16.npy", "python -m export student --layers 0"),
                         (corpus, "python -m export corpus")):

@@ -268,12 +268,23 @@ def test_score_fusion_scales_bm25_by_the_querys_best_score() -> None:
     assert score_fusion(dense, lexical, 0.0) == pytest.approx(dense)
     with pytest.raises(ValueError, match="differ"):
         score_fusion(dense, lexical[:, :2], 0.1)
-    # The runtime's damping: the margin (8 - 4) / 8 for a 3-word query, none for a 40-word one.
-    damped = score_fusion(dense, lexical, 0.5, words=[3, 40])
-    assert damped[0] == pytest.approx([0.9, 0.5 + 0.5 * 0.5, 0.1 + 0.5 * 0.5 * 0.5]) and damped[1] == pytest.approx(dense[1])
-    assert score_fusion(dense, lexical, 0.5, words=[40, 40])[0] == pytest.approx(fused[0])
+    # The runtime's damping: coverage 0.5 ** 4 for a 3-word query, none for a 40-word one.
+    damped = score_fusion(dense, lexical, 0.5, ([3, 40], [0.5, 0.0]))
+    assert damped[0] == pytest.approx([0.9, 0.5 + 0.5 / 16, 0.1 + 0.5 * 0.5 / 16]) and damped[1] == pytest.approx(dense[1])
+    assert score_fusion(dense, lexical, 0.5, ([40, 40], [0.0, 0.0]))[0] == pytest.approx(fused[0])
     with pytest.raises(ValueError, match="word counts"):
-        score_fusion(dense, lexical, 0.5, words=[3])
+        score_fusion(dense, lexical, 0.5, ([3], [0.5]))
+
+
+def test_query_damping_reads_what_the_runtime_reads(tiny_bundle) -> None:
+    from edgerec.lexical import LexicalIndex, WordSplitter
+    from export.measure.fusion import query_damping
+
+    index = LexicalIndex.build(["red fox", "blue whale", "red hen"], WordSplitter.from_file(tiny_bundle / "tokenizer.json"))
+    words, coverage = query_damping(index, ["red fox", "a red whale zebra", "zebra"])
+    assert words.tolist() == [2, 4, 1]
+    assert coverage.tolist() == [index.matches(index.split(q), 1)[2] for q in ["red fox", "a red whale zebra", "zebra"]]
+    assert coverage[0] == pytest.approx(1.0) and 0 < coverage[1] < 1 and coverage[2] == 0.0
 
 
 # --- static distillation on a fake teacher ---------------------------------------------------

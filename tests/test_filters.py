@@ -187,14 +187,21 @@ def movies() -> Recommender:
 
 
 def fused_brute_force(rec: Recommender, text: str, allowed: np.ndarray, k: int) -> list[str]:
-    """cosine + weight x margin x BM25 / best over every passing item, margin and best among passing items."""
+    """cosine + weight x damping x BM25 / best over every passing item, best and its coverage among passing
+    items (the query's words weighed by idf over the whole catalogue)."""
+    from edgerec.lexical import damping, idf
+
     vectors = rec.index.vectors(range(len(rec)))
     cosine = vectors @ rec.encoder.encode_one(text)
     bm25 = np.where(allowed, rec.lexical.scores(text), 0.0)
-    top = np.sort(bm25)[::-1]
-    if top[0] > 0:
-        margin = 1.0 - top[1] / top[0]
-        cosine = cosine + rec.bundle.manifest.lexical.weight * margin * bm25 / top[0]
+    if bm25.max() > 0:
+        best = int(np.argmax(bm25))
+        words = rec.lexical.split(text)
+        holds = [bool(rec.lexical.scores(word)[best] > 0) for word in words]
+        counts = [int((rec.lexical.scores(word) > 0).sum()) for word in words]
+        weights = idf(np.array(counts), len(rec))
+        coverage = float(weights[holds].sum() / weights.sum())
+        cosine = cosine + rec.bundle.manifest.lexical.weight * damping(coverage, len(words)) * bm25 / bm25[best]
     cosine[~allowed] = -np.inf
     order = np.argsort(-cosine, kind="stable")[:k]
     return [rec.items.records[int(i)]["id"] for i in order]
@@ -210,11 +217,13 @@ def test_text_queries_filter_both_signals(movies, text, spec):
     assert got == fused_brute_force(movies, text, allowed, 10)
 
 
-def test_bm25_margin_is_taken_among_passing_items(movies):
-    # Unfiltered, four "Jaws" films share the word; among films before 1976 only one has it.
-    plain = {r.item_id: r.score for r in movies.query("jaws", k=5)}
-    early = movies.query("jaws", k=5, filter="year<1976")
-    assert early[0].item_id == "Jaws (1975)" and early[0].score > plain["Jaws (1975)"] + 0.1
+def test_bm25_best_is_taken_among_passing_items(movies):
+    # Unfiltered, "Jaws 2" holds both words; among films before 1978 the best holds "jaws" alone, and
+    # the share is scaled and damped by that film's BM25 and coverage (the brute force above agrees).
+    plain = [r.item_id for r in movies.query("jaws 2", k=3)]
+    early = movies.query("jaws 2", k=3, filter="year<1978")
+    assert plain[0] == "Jaws 2 (1978)" and early[0].item_id == "Jaws (1975)"
+    assert [r.item_id for r in early] == fused_brute_force(movies, "jaws 2", movies.columns.mask("year<1978"), 3)
 
 
 def test_k_stays_right_under_a_selective_filter(movies):

@@ -91,29 +91,54 @@ def test_fuse_scores_both_lists_and_looks_up_the_cosine_of_lexical_only_items() 
         looked_up.extend(labels)
         return cosines[labels]
 
-    labels, scores = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=2)
+    # coverage 0.5 ** 4 = 1/16 for a short query: item 1 gets 0.1 + 1/16 x 1, item 2 0.5 + 1/16 x 0.5
+    labels, scores = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=2,
+                          coverage=0.5)
     assert looked_up == [1]
-    # margin (4 - 2) / 4 = 0.5: item 1 gets 0.1 + 0.5 x 1, item 2 0.5 + 0.5 x 0.5
-    assert labels.tolist() == [0, 2, 1] and scores == pytest.approx([0.9, 0.75, 0.6])
-    flat = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3, words=2)
-    assert flat[1] == pytest.approx([0.9, 0.5, 0.1])  # two items tie on BM25: it adds nothing
-    # A long query's share is not damped: 20 words fade the margin halfway, 30 or more not at all.
-    halfway = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=20)
-    # damping 0.5 + 0.5 x 0.5: item 2 gets 0.5 + 0.75 x 0.5, item 1 0.1 + 0.75 x 1
-    assert halfway[0].tolist() == [0, 2, 1] and halfway[1] == pytest.approx([0.9, 0.875, 0.85])
-    long = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3, words=45)
-    assert long[0].tolist() == [2, 1, 0] and long[1] == pytest.approx([1.5, 1.1, 0.9])  # tied BM25 counts in full
-    same = fuse(dense_labels, dense_scores, np.array([], int), np.array([]), cosine_of, 1.0, 1, words=2)
+    assert labels.tolist() == [0, 2, 1] and scores == pytest.approx([0.9, 0.5 + 0.5 / 16, 0.1 + 1 / 16])
+    whole = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=2, coverage=1.0)
+    assert whole[0].tolist() == [1, 2, 0] and whole[1] == pytest.approx([1.1, 1.0, 0.9])
+    none = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=2, coverage=0.0)
+    assert none[1] == pytest.approx([0.9, 0.5, 0.1])  # the best holds none of the query's weight: BM25 adds nothing
+    # A long query's share is not damped: 20 words fade the damping halfway, 30 or more not at all.
+    halfway = fuse(dense_labels, dense_scores, lexical_labels, lexical_scores, cosine_of, 1.0, 3, words=20,
+                   coverage=0.0)
+    # damping 0 + 1 x 0.5: item 2 gets 0.5 + 0.5 x 0.5, item 1 0.1 + 0.5 x 1
+    assert halfway[0].tolist() == [0, 2, 1] and halfway[1] == pytest.approx([0.9, 0.75, 0.6])
+    long = fuse(dense_labels, dense_scores, lexical_labels, np.array([3.0, 3.0]), cosine_of, 1.0, 3, words=45,
+                coverage=0.0)
+    assert long[0].tolist() == [2, 1, 0] and long[1] == pytest.approx([1.5, 1.1, 0.9])  # counts in full
+    same = fuse(dense_labels, dense_scores, np.array([], int), np.array([]), cosine_of, 1.0, 1, words=2, coverage=0.0)
     assert same[0].tolist() == [0]
 
 
-def test_the_damping_is_the_margin_for_short_queries_and_fades_for_long_ones() -> None:
-    from edgerec.lexical import LONG_QUERY, SHORT_QUERY, damping
+def test_the_damping_is_the_coverage_to_the_fourth_for_short_queries_and_fades_for_long_ones() -> None:
+    from edgerec.lexical import COVERAGE_POWER, LONG_QUERY, SHORT_QUERY, damping
 
-    assert (SHORT_QUERY, LONG_QUERY) == (10, 30)
-    assert [float(damping(0.2, n)) for n in (0, 10, 20, 30, 300)] == pytest.approx([0.2, 0.2, 0.6, 1.0, 1.0])
+    assert (SHORT_QUERY, LONG_QUERY, COVERAGE_POWER) == (10, 30, 4)
+    assert [float(damping(0.5, n)) for n in (0, 10, 20, 30, 300)] == pytest.approx(
+        [0.0625, 0.0625, 0.53125, 1.0, 1.0])
     assert float(damping(1.0, 3)) == 1.0 and float(damping(0.0, 25)) == pytest.approx(0.75)
-    np.testing.assert_allclose(damping(np.array([[0.5], [0.5]]), np.array([[5], [40]])), [[0.5], [1.0]])
+    np.testing.assert_allclose(damping(np.array([[0.5], [0.5]]), np.array([[5], [40]])), [[0.0625], [1.0]])
+
+
+def test_coverage_is_the_share_of_the_query_word_weight_the_best_document_holds(split: WordSplitter) -> None:
+    from edgerec.lexical import idf
+
+    index = LexicalIndex.build(["red fox den", "red hen", "blue whale", "red fox"], split)
+    weight = {w: float(idf(np.array([n]), 4)[0]) for w, n in (("red", 3), ("fox", 2), ("whale", 1), ("zebra", 0))}
+    labels, scores, coverage = index.matches(index.split("red fox"), 3)
+    assert labels[0] == 3 and coverage == pytest.approx(1.0)  # the short "red fox" holds both words
+    labels, _, coverage = index.matches(index.split("red whale zebra"), 3)
+    assert labels[0] == 2  # "whale" is rarer than "red"; "zebra" is in no document, yet weighs in the total
+    assert coverage == pytest.approx(weight["whale"] / (weight["red"] + weight["whale"] + weight["zebra"]))
+    _, _, twice = index.matches(index.split("fox fox red"), 3)  # a repeated word counts each time
+    assert twice == pytest.approx(1.0)
+    assert index.matches(index.split("zebra"), 3)[2] == 0.0 and index.matches([], 3)[2] == 0.0
+    allowed = np.array([False, True, True, False])
+    labels, _, coverage = index.matches(index.split("red fox"), 3, allowed)  # the best passing document
+    assert labels[0] == 1 and coverage == pytest.approx(weight["red"] / (weight["red"] + weight["fox"]))
+    assert index.top_of_words(index.split("red fox"), 3)[0].tolist() == index.matches(index.split("red fox"), 3)[0].tolist()
 
 
 def test_fuse_reads_only_the_lexical_items_that_can_reach_the_top_k() -> None:
@@ -132,20 +157,22 @@ def test_fuse_reads_only_the_lexical_items_that_can_reach_the_top_k() -> None:
             return cosines[labels]
 
         words = int(rng.integers(1, 40))
+        coverage = float(rng.uniform(0, 1))
         labels, scores = fuse(dense_labels, cosines[dense_labels], lexical_labels, lexical_scores, cosine_of, weight, k,
-                              words=words)
+                              words=words, coverage=coverage)
         best = lexical_scores[0]
-        margin = 1 - (lexical_scores[1] / best if len(lexical_scores) > 1 else 0)
+        trust = coverage ** 4
         fade = min(1.0, max(0.0, (words - 10) / 20))
         every = cosines.copy()  # scoring every item by hand
-        every[lexical_labels] += weight * (margin + (1 - margin) * fade) * lexical_scores / best
+        every[lexical_labels] += weight * (trust + (1 - trust) * fade) * lexical_scores / best
         candidates = np.union1d(dense_labels, lexical_labels)
         expected = candidates[np.lexsort((candidates, -every[candidates]))][:k]
         assert labels.tolist() == expected.tolist(), trial
         assert scores == pytest.approx(every[expected], abs=1e-6)
         assert set(looked_up) <= set(lexical_labels.tolist()) - set(dense_labels.tolist())
     flat = fuse(np.array([0, 1]), np.array([0.9, 0.8]), np.array([5, 6]), np.array([2.0, 2.0]),
-                lambda labels: pytest.fail("no lexical item can pass the k-th with a share of 0"), 1.0, 2, words=3)
+                lambda labels: pytest.fail("no lexical item can pass the k-th with a share of 0"), 1.0, 2, words=3,
+                coverage=0.0)
     assert flat[0].tolist() == [0, 1]
 
 
@@ -159,16 +186,23 @@ def test_a_bundle_built_from_a_model_fuses_exactly_as_scoring_every_item(tiny_mo
     vectors = rec.index.vectors(range(len(rec)))
     texts = [" ".join(str(r[f]) if not isinstance(r[f], list) else " ".join(r[f]) for f in ("title", "genres"))
              for r in records]
-    bm25 = LexicalIndex.build(texts, WordSplitter(rec.encoder.tokenizer))
+    split = WordSplitter(rec.encoder.tokenizer)
+    bm25 = LexicalIndex.build(texts, split)
+    holds = [set(split(t)) for t in texts]
     long = "a haunted house and a space alien robot in a love story about a clever heist with a twist " * 2
     for query in ("haunted house", "space alien robot", "Love Story", "a clever heist with a twist", "zzz",
-                  long, long[:100]):
+                  "haunted zzz", long, long[:100]):
         cosine = vectors @ rec.encode(query)[0]
         lexical = bm25.scores(query)
-        best, second = np.sort(lexical)[-1], np.sort(lexical)[-2]
+        best = np.sort(lexical)[-1]
+        words = split(query)
+        weights = np.array([math.log(1 + (len(texts) - n + 0.5) / (n + 0.5))
+                            for n in (sum(w in h for h in holds) for w in words)])
+        top = holds[int(np.argmax(lexical))]
+        coverage = weights[[w in top for w in words]].sum() / weights.sum()
         fade = min(1.0, max(0.0, (len(query.split()) - 10) / 20))  # 36 and 18 words for the long ones
-        margin = 1 - second / best if best > 0 else 0
-        fused = cosine + (0.3 * (margin + (1 - margin) * fade) * lexical / best if best > 0 else 0)
+        trust = coverage ** 4
+        fused = cosine + (0.3 * (trust + (1 - trust) * fade) * lexical / best if best > 0 else 0)
         expected = np.argsort(-fused, kind="stable")[:5]
         got = rec.query(query, k=5)
         assert [r.item_id for r in got] == [records[i]["id"] for i in expected], query
@@ -194,7 +228,7 @@ def test_a_model_answers_no_queries_and_says_how_to_build_from_it(tiny_model: Pa
     result = CliRunner().invoke(main, ["query", "anything", "--bundle", str(tiny_model)])
     assert result.exit_code != 0 and "a model with no items" in result.output and "Traceback" not in result.output
     info = CliRunner().invoke(main, ["info", "--bundle", str(tiny_model)])
-    assert info.exit_code == 0 and info.output.startswith("model") and "lexical     BM25 (k1 1.2, b 0.75) fused: cosine + 0.3 x margin" in info.output
+    assert info.exit_code == 0 and info.output.startswith("model") and "lexical     BM25 (k1 1.2, b 0.75) fused: cosine + 0.3 x damping" in info.output
 
 
 def test_manifest_sections_and_files_must_agree(tiny_model: Path) -> None:

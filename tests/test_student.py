@@ -16,6 +16,7 @@ from tiny import WORDS, make_tiny_teacher
 pytestmark = pytest.mark.needs_torch
 
 TEXTS = 700
+NEW_WORDS = ("spooky", "ghostly")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     teacher = read_teacher(make_tiny_teacher(root / "teacher"), "tiny-teacher")
     rng = random.Random(0)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12))) for _ in range(TEXTS)]
+    # Words the tiny vocabulary spells letter by letter, for the whole-word students.
+    texts = [f"{t} {rng.choice(NEW_WORDS)}" if rng.random() < 0.3 else t for t in texts]
     corpus = root / "train.txt.gz"
     with gzip.open(corpus, "wt", encoding="utf-8") as handle:
         handle.write("\n".join(texts) + "\n")
@@ -73,6 +76,28 @@ def test_a_static_student_learns_the_teachers_vectors(setup, tmp_path: Path) -> 
     assert json.loads((tmp_path / "L0" / "report.json").read_text())["texts"] == TEXTS
 
 
+def test_a_static_student_can_grow_whole_words_the_texts_use(setup, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from export.stages.student import StudentConfig, stage_student
+
+    corpus, shards, teacher, tables = setup
+    said: list[str] = []
+    config = StudentConfig(layers=0, epochs=3, batch=32, words=5)
+    assert config.name == "L0-w5"
+    report = stage_student(corpus, shards, tmp_path / "L0-w5", teacher, config, tables=tables, log=said.append)
+    assert report["finished"] and report["history"][-1]["valid_cosine"] > report["history"][0]["valid_cosine"]
+    assert any(line.startswith("2 whole words join the vocabulary") for line in said), said
+    base = Tokenizer.from_file(str(teacher.path / "tokenizer.json")).get_vocab_size()
+    grown = Tokenizer.from_file(str(tmp_path / "L0-w5" / "model" / "tokenizer.json"))
+    assert grown.get_vocab_size() == base + 2
+    assert sorted(grown.encode("spooky ghostly", add_special_tokens=False).ids) == [base, base + 1]
+    rows = np.load(tmp_path / "L0-w5" / "model" / "rows.f16.npy")
+    assert rows.shape[0] == base + 2 and np.abs(rows[base:]).sum(axis=1).min() > 0
+    with pytest.raises(ValueError, match="static student only"):
+        stage_student(corpus, shards, tmp_path / "L1-w", teacher, StudentConfig(layers=1, words=5), log=said.append)
+
+
 def test_a_layered_student_resumes_where_it_stopped(setup, tmp_path: Path) -> None:
     import torch
 
@@ -97,7 +122,7 @@ def test_a_layered_student_resumes_where_it_stopped(setup, tmp_path: Path) -> No
     assert saved["num_hidden_layers"] == 1 and (tmp_path / "whole" / "model" / "tokenizer.json").is_file()
 
 
-def test_another_config_or_too_few_texts_is_refused(setup, tmp_path: Path) -> None:
+def test_another_config_other_texts_or_too_few_texts_are_refused(setup, tmp_path: Path) -> None:
     from export.stages.student import StudentConfig, stage_student
 
     corpus, shards, teacher, tables = setup
@@ -106,6 +131,14 @@ def test_another_config_or_too_few_texts_is_refused(setup, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="was made for"):
         stage_student(corpus, shards, tmp_path / "s", teacher, StudentConfig(layers=1, epochs=2, batch=32),
                       log=lambda m: None)
+    # Shards added since a checkpoint make another plan: resuming it would train on the wrong steps.
+    (tmp_path / "fewer").mkdir()
+    for shard in sorted(shards.iterdir())[:-2]:  # all but the last shard (teacher.json sorts last)
+        (tmp_path / "fewer" / shard.name).write_bytes(shard.read_bytes())
+    (tmp_path / "fewer" / "teacher.json").write_text((shards / "teacher.json").read_text())
+    with pytest.raises(ValueError, match="was made on 700 texts, not 640"):
+        stage_student(corpus, tmp_path / "fewer", tmp_path / "s", teacher,
+                      StudentConfig(layers=1, epochs=1, batch=32), log=lambda m: None)
     (tmp_path / "few").mkdir()
     (tmp_path / "few" / "teacher.json").write_text((shards / "teacher.json").read_text())
     (tmp_path / "few" / "shard-00000.f16.npy").write_bytes((shards / "shard-00000.f16.npy").read_bytes())

@@ -65,3 +65,22 @@ def test_a_new_row_starts_as_the_mean_of_its_pieces_rows(teacher: Path, tmp_path
     ids = pieces("ghostly", add_special_tokens=False)["input_ids"]
     assert len(ids) > 1
     np.testing.assert_allclose(after[-1].numpy(), before[ids].mean(dim=0).numpy(), rtol=1e-6)
+
+
+def test_cut_words_are_the_frequent_words_the_vocabulary_lacks_and_the_runtime_reads_them_whole(
+        teacher: Path, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from export.stages.whole_words import cut_words, extend_vocabulary
+
+    source = teacher / "tokenizer.json"
+    texts = ["A Spooky ghost", "spooky house", "ghostly 4242 4242", "Spooky!", "ghostly night", "eerie"]
+    assert cut_words(source, texts, limit=5, min_count=2) == ["spooky", "ghostly"]  # most frequent first
+    assert cut_words(source, texts, limit=1, min_count=2) == ["spooky"]
+    assert cut_words(source, texts, limit=5, min_count=4) == []
+    grown = extend_vocabulary(source, ["spooky", "ghostly"], tmp_path / "grown.json")
+    before, after = Tokenizer.from_file(str(source)), Tokenizer.from_file(str(grown))
+    size = before.get_vocab_size()
+    assert after.get_vocab_size() == size + 2
+    assert after.encode("Spooky ghostly", add_special_tokens=False).ids == [size, size + 1]
+    assert after.encode("a ghost").ids == before.encode("a ghost").ids

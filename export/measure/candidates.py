@@ -24,7 +24,7 @@ from edgerec.tools.timing import package_versions
 from ..stages import static_embed
 from ..stages.general_model import FUSION_WEIGHT
 from ..stages.sources import TeacherFacts
-from .fusion import bm25_matrix, reciprocal_rank_fusion, score_fusion
+from .fusion import bm25_matrix, query_damping, reciprocal_rank_fusion, score_fusion
 from .peer_client import top_k
 from .text_tasks import Encoder, ScoreMatrix
 
@@ -223,21 +223,21 @@ def _edgerec_general(ctx: Context) -> Candidate:
     from edgerec.update.build import build_bundle
 
     model = open_bundle(ctx.config.model, model_ok=True)
-    spec, lexical = model.manifest.encoder, model.manifest.lexical
-    if lexical is None:
+    spec, setting = model.manifest.encoder, model.manifest.lexical
+    if setting is None:
         raise ValueError(f"{ctx.config.model}: the general model has no lexical setting")
     timed = TextEncoder(model.path("encoder"), model.path("tokenizer"), spec, threads=1)
     bulk = TextEncoder(model.path("encoder"), model.path("tokenizer"), spec, threads=ctx.config.bulk_threads,
                        tokenizer=timed.tokenizer)
     files = (model.path("encoder"), model.path("tokenizer"))
-    lexical_matrix = _bm25_matrix(ctx)  # the model keeps MiniLM's tokenizer, so BM25 reads words as it does
+    lexical = _bm25_with_damping(ctx)  # the model keeps MiniLM's normaliser, so BM25 reads words as it does
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         return timed.encode([clean_text(t) for t in texts], batch_size=BATCH)
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        return score_fusion(encode(queries) @ encode(documents).T, lexical_matrix(queries, documents), lexical.weight,
-                            _word_counts(ctx, queries))
+        matrix, damping_inputs = lexical(queries, documents)
+        return score_fusion(encode(queries) @ encode(documents).T, matrix, setting.weight, damping_inputs)
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         out = ctx.config.work / "encoders" / "general-bundle"
@@ -312,10 +312,14 @@ def _splitter(ctx: Context) -> WordSplitter:
     return ctx.once("word-splitter", lambda: WordSplitter.from_file(ctx.tokenizer))
 
 
-def _word_counts(ctx: Context, queries: Sequence[str]) -> list[int]:
-    """Each query's words as BM25 reads them: the runtime's damping of the lexical share depends on them."""
+def _bm25_with_damping(ctx: Context) -> Callable[[Sequence[str], Sequence[str]], tuple[np.ndarray, Any]]:
+    """(queries, documents) -> (BM25 matrix, what the runtime's damping reads: fusion.query_damping)."""
     splitter = _splitter(ctx)
-    return [len(splitter(q)) for q in queries]
+
+    def read(queries: Sequence[str], documents: Sequence[str]) -> tuple[np.ndarray, Any]:
+        index = LexicalIndex.build(documents, splitter)
+        return bm25_matrix(index, queries), query_damping(index, queries)
+    return read
 
 
 def _bm25_matrix(ctx: Context) -> ScoreMatrix:
@@ -350,20 +354,21 @@ def _bm25(ctx: Context) -> Candidate:
 
 def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None, damped: bool = False) -> Candidate:
     """``dense`` and bm25 fused, by reciprocal rank (k 60) or, with ``weight``, by score (fusion.score_fusion;
-    ``damped``: with the runtime's damping of the share by margin and query length): on the retrieval tasks,
+    ``damped``: with the runtime's damping of the share by coverage and query length): on the retrieval tasks,
     and in the query over the catalogue; Lee from the dense vectors."""
     if dense.encode is None or dense.encode_one is None:
         raise ValueError(f"{dense.name} has no vectors to fuse")
     encode, encode_one = dense.encode, dense.encode_one
-    lexical = _bm25_matrix(ctx)
+    lexical = _bm25_with_damping(ctx)
 
-    def fuse(dense_scores: np.ndarray, lexical_scores: np.ndarray, queries: Sequence[str]) -> np.ndarray:
+    def fuse(dense_scores: np.ndarray, lexical_scores: np.ndarray, damping_inputs: Any) -> np.ndarray:
         if weight is None:
             return reciprocal_rank_fusion(dense_scores, lexical_scores)
-        return score_fusion(dense_scores, lexical_scores, weight, _word_counts(ctx, queries) if damped else None)
+        return score_fusion(dense_scores, lexical_scores, weight, damping_inputs if damped else None)
 
     def scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        return fuse(encode(queries) @ encode(documents).T, lexical(queries, documents), queries)
+        matrix, damping_inputs = lexical(queries, documents)
+        return fuse(encode(queries) @ encode(documents).T, matrix, damping_inputs)
 
     def searcher(catalogue: Sequence[str], vectors: np.ndarray) -> QueryFn:
         index = _catalogue_bm25(ctx)
@@ -371,14 +376,14 @@ def _with_bm25(ctx: Context, dense: Candidate, weight: float | None = None, damp
             raise ValueError(f"BM25 holds {index.size} catalogue texts, the dense side {len(vectors)}")
 
         def query(text: str) -> np.ndarray:
-            fused = fuse(vectors @ encode_one(text), index.scores(text), (text,))[0]
+            fused = fuse(vectors @ encode_one(text), index.scores(text), query_damping(index, (text,)))[0]
             k = min(TOP_K, len(fused))
             top = np.argpartition(-fused, k - 1)[:k]
             return top[np.argsort(-fused[top], kind="stable")]
         return query
 
     how = ("reciprocal rank (k 60)" if weight is None else
-           f"score: cosine + {weight:g}{' x the damping (margin, query length)' if damped else ''} x BM25 / the "
+           f"score: cosine + {weight:g}{' x the damping (coverage, query length)' if damped else ''} x BM25 / the "
            "query's best BM25")
     suffix = "m" if damped else ""
     shipped_rule = weight is None or (weight == FUSION_WEIGHT and damped)  # the plain name: RRF, or as shipped
@@ -401,9 +406,9 @@ class NotTrained(RuntimeError):
 
 
 def _student_model(ctx: Context, layers: int) -> Path:
-    from ..stages.student import StudentConfig, student_dir
+    from ..stages.student import default_config, student_dir
 
-    model = student_dir(ctx.config.work, "minilm", StudentConfig(layers=layers)) / "model"
+    model = student_dir(ctx.config.work, "minilm", default_config(layers)) / "model"
     if not model.is_dir():
         raise NotTrained(f"{model} is missing: run `python -m export student --layers {layers}` first")
     return model

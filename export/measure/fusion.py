@@ -42,21 +42,27 @@ def reciprocal_rank_fusion(dense: np.ndarray, lexical: np.ndarray, k: int = RRF_
     return fused + np.where(lexical > 0, 1.0 / (k + rank_positions(lexical)), 0.0)
 
 
+def query_damping(index: LexicalIndex, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(each query's word count, its best document's coverage): what the runtime's damping reads
+    (edgerec.lexical.damping, LexicalIndex.matches)."""
+    words = [index.split(q) for q in queries]
+    return (np.array([len(w) for w in words], dtype=np.int64),
+            np.array([index.matches(w, 1)[2] for w in words], dtype=np.float64))
+
+
 def score_fusion(dense: np.ndarray, lexical: np.ndarray, weight: float,
-                 words: Sequence[int] | None = None) -> np.ndarray:
+                 damping_inputs: tuple[Sequence[int], Sequence[float]] | None = None) -> np.ndarray:
     """Cosine + ``weight`` x the BM25 score as a fraction of the query's best one (edgerec.lexical.fuse's
-    rule, over every document). ``words``: each query's word count, for the runtime's damping of the share
-    (edgerec.lexical.damping: the margin (best - second best) / best for short queries, none for long
-    ones); None: no damping."""
+    rule, over every document). ``damping_inputs``: each query's (word count, coverage), ``query_damping``,
+    for the runtime's damping of the share (edgerec.lexical.damping); None: no damping."""
     dense, lexical = np.atleast_2d(dense), np.atleast_2d(lexical)
     if dense.shape != lexical.shape:
         raise ValueError(f"dense scores {dense.shape} and lexical scores {lexical.shape} differ in shape")
     best = lexical.max(axis=1, keepdims=True)
     scaled = np.divide(lexical, best, out=np.zeros_like(lexical, dtype=np.float64), where=best > 0)
-    if words is None:
+    if damping_inputs is None:
         return dense + weight * scaled
-    if len(words) != len(scaled):
-        raise ValueError(f"{len(words)} word counts for {len(scaled)} queries")
-    second = np.sort(scaled, axis=1)[:, -2:-1] if scaled.shape[1] > 1 else np.zeros_like(best)
-    margin = scaled.max(axis=1, keepdims=True) - second
-    return dense + weight * damping(margin, np.asarray(words)[:, None]) * scaled
+    words, coverage = (np.asarray(x)[:, None] for x in damping_inputs)
+    if len(words) != len(scaled) or len(coverage) != len(scaled):
+        raise ValueError(f"{len(words)} word counts and {len(coverage)} coverages for {len(scaled)} queries")
+    return dense + weight * damping(coverage, words) * scaled

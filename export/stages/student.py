@@ -6,7 +6,9 @@ The teacher's unit vectors of the corpus texts come from the shards of ``python 
 - ``--layers 0``, a static table: one row per WordPiece token, a text is the mean of its tokens'
   rows (no [CLS]/[SEP]). The rows start as the teacher's reading of each token alone (model2vec's
   distillation) and are trained on the corpus against the teacher's vectors with a cosine loss
-  (tokenlearn's recipe): a row's length becomes its token's weight in the mean;
+  (tokenlearn's recipe): a row's length becomes its token's weight in the mean. ``words``: the
+  vocabulary first grows by the training texts' most frequent words it cuts into pieces (whole_words.py),
+  each row starting as the mean of its pieces' rows;
 - ``--layers n``, the teacher's first n transformer layers and its embeddings, mean pooling, trained
   the same way. It is saved as a sentence-transformers folder, so the ONNX, INT8 and fine-tuning
   stages take it as they take the teacher.
@@ -31,10 +33,12 @@ import numpy as np
 
 from .sources import TeacherFacts
 from .static_fit import flat, make_static, tokenize
+from .whole_words import cut_words, extend_vocabulary, piece_means
 
 VALID_TEXTS = 4096
 MIN_TEXTS = 500             # fewer cannot both train and validate
 MAX_TOKENS = 128            # the corpus texts are sentences and definitions: few are longer
+MIN_WORD_COUNT = 10         # a whole word needs this many training texts to learn its row from
 CHECKPOINT_SECONDS = 300
 SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json", "tokenizer.json",
                   "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -49,6 +53,7 @@ class StudentConfig:
     batch: int = 128
     lr: float = 0.0         # 0: the kind's default (static 3e-3 Adam; layers 1e-4 AdamW)
     seed: int = 0
+    words: int = 0          # static only: whole words added to the vocabulary (at most this many)
 
     @property
     def learning_rate(self) -> float:
@@ -56,7 +61,21 @@ class StudentConfig:
 
     @property
     def name(self) -> str:
-        return f"L{self.layers}"
+        return f"L{self.layers}" + (f"-w{self.words}" if self.words else "")
+
+
+# The general model's recipe, what `python -m export student --layers 0` trains unless told otherwise
+# (chosen on the validation sets; results/students.md).
+GENERAL_STUDENT = StudentConfig(layers=0, epochs=6, batch=1024, words=30000)
+
+
+def default_config(layers: int, *, epochs: int | None = None, batch: int | None = None, lr: float = 0.0,
+                   words: int | None = None) -> StudentConfig:
+    """A student of ``layers`` with the kind's defaults for whatever is None: static, the general model's
+    recipe; layered, 3 epochs of 128 texts and no added words."""
+    base = GENERAL_STUDENT if layers == 0 else StudentConfig(layers=layers, epochs=3, batch=128)
+    return StudentConfig(layers=layers, epochs=epochs or base.epochs, batch=batch or base.batch, lr=lr,
+                         words=base.words if words is None else words)
 
 
 def split_rows(count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +182,10 @@ def optimiser_for(model, config: StudentConfig, total_steps: int):  # -> (optimi
     import torch
 
     if config.layers == 0:
+        # The rate falls linearly to zero: at a constant rate the rows keep jittering about where the
+        # teacher wants them (validation cosine 0.8668 constant, 0.8719 decaying; results/students.md).
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps))
     head = [p for n, p in model.named_parameters() if n.startswith("head")]
     body = [p for n, p in model.named_parameters() if not n.startswith("head")]
     groups = [{"params": body, "lr": config.learning_rate}]
@@ -194,6 +215,9 @@ def train(model, config: StudentConfig, ids: Sequence[Sequence[int]], targets, t
         if saved["config"] != asdict(config):
             raise ValueError(f"{checkpoint} was made for {saved['config']}, not {asdict(config)}: delete it or "
                              "choose another --work")
+        if saved.get("texts", len(ids)) != len(ids):  # more shards since: the saved plan is another plan
+            raise ValueError(f"{checkpoint} was made on {saved['texts']:,} texts, not {len(ids):,}: delete it to "
+                             "train on them all, or move it aside to keep that student")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
@@ -206,7 +230,7 @@ def train(model, config: StudentConfig, ids: Sequence[Sequence[int]], targets, t
 
     def save() -> None:
         partial = checkpoint.with_suffix(".partial")
-        torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        torch.save({"config": asdict(config), "texts": len(ids), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), **state}, partial)
         os.replace(partial, checkpoint)
 
@@ -293,13 +317,22 @@ def stage_student(corpus: Path, shards: Path, out: Path, teacher: TeacherFacts, 
     valid_rows, train_rows = split_rows(len(chosen))
     log(f"{len(chosen):,} texts with teacher vectors: {len(valid_rows):,} validation, {len(train_rows):,} training")
     tokenizer = teacher.path / "tokenizer.json"
+    out.mkdir(parents=True, exist_ok=True)
+    if config.words and config.layers:
+        raise ValueError("whole words are added to a static student only (--layers 0)")
+    if config.layers == 0:
+        initial = np.load(teacher_table(tables or out, teacher.name,
+                                        lambda: sentence_teacher(teacher.path, threads or 2), tokenizer, log=log))
+    if config.words:
+        words = cut_words(tokenizer, (chosen[i] for i in train_rows), config.words, MIN_WORD_COUNT)
+        initial = np.concatenate([initial, piece_means(initial, tokenizer, words)])
+        tokenizer = extend_vocabulary(tokenizer, words, out / "tokenizer.json")
+        log(f"{len(words):,} whole words join the vocabulary (each in at least {MIN_WORD_COUNT} training "
+            f"texts; most frequent: {', '.join(words[:8])})")
     ids = tokenize(tokenizer, chosen, min(MAX_TOKENS, teacher.max_length), special=config.layers > 0)
     targets = torch.from_numpy(vectors)
-    out.mkdir(parents=True, exist_ok=True)
     if config.layers == 0:
-        initial = teacher_table(tables or out, teacher.name, lambda: sentence_teacher(teacher.path, threads or 2),
-                                tokenizer, log=log)
-        model = make_static(np.load(initial))
+        model = make_static(initial)
     else:
         model = make_student(teacher.path, config.layers)
     result = train(model, config, ids, targets, train_rows, valid_rows, out / "checkpoint.pt", seconds=seconds,
