@@ -193,7 +193,9 @@ class ItemIndex:
 
     def vectors(self, labels: Iterable[int]) -> np.ndarray:
         """The stored vectors of ``labels`` (valid labels), one row each."""
-        wanted = np.fromiter(labels, dtype=np.int64)
+        # An array of labels (a query's candidates) is taken as it is: iterating it costs ~0.1 us a label.
+        wanted = labels.astype(np.int64, copy=False) if isinstance(labels, np.ndarray) else \
+            np.fromiter(labels, dtype=np.int64)
         if self._all_vectors is not None:
             return self._all_vectors[wanted]
         if self._stored is not None and (len(wanted) >= _STORED_READ_MIN or self._native is None):

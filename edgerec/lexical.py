@@ -26,8 +26,10 @@ stored), so a query's scores are a sum of a few posting lists.
 from __future__ import annotations
 
 import io
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -172,10 +174,11 @@ class LexicalIndex:
                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """``top_of_words`` and the coverage of the best: the share of the words' idf (each time a word
         occurs) that the first document holds; 0 when none matches."""
-        ids = [self._ids.get(word) for word in words]
-        spans = [(self.starts[i], self.starts[i + 1]) for i in ids if i is not None]
-        if not spans:
+        known = [i for i in map(self._ids.get, words) if i is not None]
+        if not known:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), 0.0
+        starts = self.starts
+        spans = [(starts[i], starts[i + 1]) for i in known]
         docs = np.concatenate([self.docs[s:e] for s, e in spans])
         weights = np.concatenate([self.weights[s:e] for s, e in spans])
         if self.size > SPARSE_FROM and len(docs) * 8 < self.size:  # a few postings in many items: sum sparsely
@@ -195,11 +198,13 @@ class LexicalIndex:
         labels, scores = labels[order].astype(np.int64), scores[order].astype(np.float32)
         if not len(labels):
             return labels, scores, 0.0
-        known = np.array([i for i in ids if i is not None])
-        lengths = np.diff(self.starts)[known]
-        held = np.add.reduceat(docs == labels[0], np.concatenate([[0], np.cumsum(lengths)[:-1]])) > 0
-        total = float(self._idf[known].sum()) + self._unseen_idf * (len(ids) - len(known))
-        return labels, scores, float(self._idf[known][held].sum()) / total
+        # The best document occurs at most once in each word's postings: the spans it occurs in are the
+        # query words it holds (a word the query repeats has a span each time). A query has a few words:
+        # plain Python over them costs less than numpy's calls.
+        ends = list(accumulate(int(e - s) for s, e in spans))
+        weight = [float(self._idf[i]) for i in known]
+        held = sum(weight[bisect_right(ends, hit)] for hit in np.flatnonzero(docs == labels[0]).tolist())
+        return labels, scores, held / (sum(weight) + self._unseen_idf * (len(words) - len(known)))
 
     def scores(self, query: str) -> np.ndarray:
         """One BM25 score per document (0 where no query word occurs)."""
@@ -224,8 +229,10 @@ def damping(coverage: Any, words: Any) -> Any:
     """How much of a query's BM25 share counts, for its best document's ``coverage`` (``LexicalIndex.matches``)
     and its word count (numbers or arrays alike): coverage ** COVERAGE_POWER up to SHORT_QUERY words, fading
     linearly to 1 at LONG_QUERY."""
-    trust = np.asarray(coverage, dtype=np.float64) ** COVERAGE_POWER
-    fade = np.clip((np.asarray(words, dtype=np.float64) - SHORT_QUERY) / (LONG_QUERY - SHORT_QUERY), 0.0, 1.0)
+    trust = coverage ** COVERAGE_POWER
+    fade = (words - SHORT_QUERY) / (LONG_QUERY - SHORT_QUERY)
+    # numpy's clip costs a query ~10 us on plain numbers
+    fade = np.clip(fade, 0.0, 1.0) if isinstance(fade, np.ndarray) else min(1.0, max(0.0, fade))
     return trust + (1.0 - trust) * fade
 
 

@@ -447,3 +447,33 @@ def test_an_untrained_student_is_skipped_and_named_unless_asked_for(tmp_path: Pa
     with pytest.raises(NotTrained):
         run_encoders(EncodersConfig(work=tmp_path / "work", results=tmp_path / "r2", rounds=2, warmup=1,
                                     only=("student-L9",)), TeacherFacts(tmp_path, "fake", 32, "mean", True))
+
+
+def test_the_general_model_candidate_fuses_and_searches_as_the_runtime_does(tmp_path: Path) -> None:
+    from edgerec.encoder import TextEncoder, clean_text
+    from edgerec.lexical import LexicalIndex, WordSplitter
+    from edgerec.bundle.reader import open_bundle
+    from export.measure.candidates import Context, _edgerec_general
+    from export.measure.fusion import bm25_matrix, query_damping, score_fusion
+    from edgerec.recommender import default_model_path
+
+    model = default_model_path()
+    stock = tmp_path / "stock"
+    stock.mkdir()
+    (stock / "tokenizer.json").write_bytes((model / "tokenizer.json").read_bytes())  # the same normaliser
+    catalogue = ["a shark attacks a beach town", "two friends sail to an island", "a heist in a casino",
+                 "a love story in Paris", "robots take over the city"]
+    ctx = Context(EncodersConfig(work=tmp_path / "work", model=model, bulk_threads=1),
+                  TeacherFacts(stock, "stock", 128, "mean", True), catalogue, log=lambda m: None)
+    candidate = _edgerec_general(ctx)
+    queries = ["shark beach", "a film about a robot uprising in a big city"]
+    manifest = open_bundle(model, model_ok=True).manifest
+    encoder = TextEncoder(model / "encoder.onnx", model / "tokenizer.json", manifest.encoder, threads=1)
+    vectors = encoder.encode([clean_text(t) for t in queries + catalogue])
+    index = LexicalIndex.build(catalogue, WordSplitter.from_file(model / "tokenizer.json"))
+    expected = score_fusion(vectors[:2] @ vectors[2:].T, bm25_matrix(index, queries), manifest.lexical.weight,
+                            query_damping(index, queries))
+    assert candidate.scores(queries, catalogue) == pytest.approx(expected, abs=1e-5)
+    search = candidate.searcher(catalogue, vectors[2:])
+    assert [r.item_id for r in search("shark beach")][:1] == ["0"]  # the query runs through edgerec itself
+    assert [r.item_id for r in search("robots take over the city")][:1] == ["4"]

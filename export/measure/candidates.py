@@ -243,17 +243,18 @@ def _edgerec_general(ctx: Context) -> Candidate:
         out = ctx.config.work / "encoders" / "general-bundle"
         build_bundle([{"id": str(i), "text": t} for i, t in enumerate(catalogue)], out,
                      model_path=files[0], tokenizer_path=files[1], encoder_spec=spec, text_fields=("text",),
-                     name="encoders-catalogue", lexical=lexical, threads=ctx.config.bulk_threads, overwrite=True)
+                     name="encoders-catalogue", lexical=setting, threads=ctx.config.bulk_threads, overwrite=True)
         recommender = Recommender.load(out, threads=1)
         return lambda text: recommender.query(text, k=TOP_K)
 
     return Candidate(
         "edgerec-general", f"the general model shipped for `edgerec build` ({model.manifest.name}: the static "
         f"student, int8) through edgerec.encoder.TextEncoder, BM25 fused as edgerec fuses it (weight "
-        f"{lexical.weight:g} x the damping: the BM25 margin for short queries, none for long ones); the query "
+        f"{setting.weight:g} x the damping: the best BM25 item's coverage of the query's words for short queries, "
+        "none for long ones); the query "
         "through edgerec.Recommender over a bundle of the catalogue built with it (HNSW + the lexical pool)",
         files, torch_free=True,
-        fingerprint="-".join(model.manifest.files[r].sha256[:16] for r in ("encoder", "tokenizer")) + f"-w{lexical.weight}",
+        fingerprint="-".join(model.manifest.files[r].sha256[:16] for r in ("encoder", "tokenizer")) + f"-w{setting.weight}",
         encode=encode, encode_one=lambda text: timed.encode_one(clean_text(text)),
         bulk_encode=lambda texts: bulk.encode([clean_text(t) for t in texts], batch_size=BATCH),
         scores=scores, searcher=searcher, extra_bytes=_catalogue_bm25(ctx).nbytes,
@@ -426,12 +427,13 @@ def _static_student(ctx: Context) -> Candidate:
 
 
 def _corpus_token_counts(ctx: Context, tokenizer: Path, vocabulary: int) -> np.ndarray:
-    """How often each token occurs in the distillation corpus (cached under work/encoders)."""
+    """How often each token of ``tokenizer`` occurs in the distillation corpus (cached under work/encoders, one
+    file per vocabulary)."""
     import gzip
 
     from ..stages.static_fit import token_ids
 
-    path = ctx.config.work / "encoders" / "corpus-token-counts.npy"
+    path = ctx.config.work / "encoders" / f"corpus-token-counts-{files_digest((tokenizer,))}.npy"
     corpus = ctx.config.work / "corpus" / "train.txt.gz"
     if path.is_file():
         return np.load(path)
