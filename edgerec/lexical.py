@@ -93,13 +93,14 @@ class LexicalBuilder:
         lengths = np.asarray(self._lengths, dtype=np.float64)
         norm = self.k1 * (1 - self.b + self.b * lengths / max(lengths.mean(), 1e-9))
         words = sorted(self._postings)
+        weights_of_word = idf(np.array([len(self._postings[word]) for word in words]), size)
         starts = np.zeros(len(words) + 1, dtype=np.int64)
         docs_parts, weight_parts = [], []
         for i, word in enumerate(words):
             pairs = np.asarray(self._postings[word], dtype=np.int64)
             docs, tf = pairs[:, 0], pairs[:, 1].astype(np.float64)
             docs_parts.append(docs.astype(np.int32))
-            weight_parts.append((idf(np.array([len(docs)]), size)[0] * tf * (self.k1 + 1) / (tf + norm[docs])).astype(np.float32))
+            weight_parts.append((weights_of_word[i] * tf * (self.k1 + 1) / (tf + norm[docs])).astype(np.float32))
             starts[i + 1] = starts[i] + len(docs)
         self._postings.clear()
         empty_i, empty_f = np.empty(0, np.int32), np.empty(0, np.float32)

@@ -78,7 +78,9 @@ def test_cut_words_are_the_frequent_words_the_vocabulary_lacks_and_the_runtime_r
     assert cut_words(source, texts, limit=5, min_count=2) == ["spooky", "ghostly"]  # most frequent first
     assert cut_words(source, texts, limit=1, min_count=2) == ["spooky"]
     assert cut_words(source, texts, limit=5, min_count=4) == []
-    grown = extend_vocabulary(source, ["spooky", "ghostly"], tmp_path / "grown.json")
+    grown = tmp_path / "grown.json"
+    assert extend_vocabulary(source, ["spooky", "ghostly"], grown)["ghostly"] == Tokenizer.from_file(
+        str(source)).get_vocab_size() + 1
     before, after = Tokenizer.from_file(str(source)), Tokenizer.from_file(str(grown))
     size = before.get_vocab_size()
     assert after.get_vocab_size() == size + 2

@@ -516,7 +516,8 @@ def _static_provenance(config: ExportConfig) -> dict[str, Any]:
                       "model reads them"] if report.get("descriptions_taught") else []),
                    f"item vectors: {1 - blend:g} x the fitted reading of the item text + {blend:g} x the item's "
                    f"collaborative target (chosen on validation HR@10 with title@1 >= {config.min_title_at_1})",
-                   f"BM25 over item texts fused into text queries (weight {FUSION_WEIGHT} x its damping, edgerec.lexical)"],
+                   f"BM25 over item texts fused into text queries (weight {FUSION_WEIGHT} x its damping, "
+                   "edgerec.lexical)"],
         "validation": {"texts": f"{config.validation_items} catalogue texts + {len(QUERY_TEXTS)} query-like texts",
                        **{f"{k}_vs_numpy": v for k, v in report["graphs_vs_numpy"].items()}},
         "training": {"static": {k: report[k] for k in ("fit", "valid", "title_at_1", "item_vectors")},

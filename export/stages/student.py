@@ -73,7 +73,7 @@ def default_config(layers: int, *, epochs: int | None = None, batch: int | None 
                    words: int | None = None) -> StudentConfig:
     """A student of ``layers`` with the kind's defaults for whatever is None: static, the general model's
     recipe; layered, 3 epochs of 128 texts and no added words."""
-    base = GENERAL_STUDENT if layers == 0 else StudentConfig(layers=layers, epochs=3, batch=128)
+    base = GENERAL_STUDENT if layers == 0 else StudentConfig(layers=layers)
     return StudentConfig(layers=layers, epochs=epochs or base.epochs, batch=batch or base.batch, lr=lr,
                          words=base.words if words is None else words)
 
@@ -230,8 +230,8 @@ def train(model, config: StudentConfig, ids: Sequence[Sequence[int]], targets, t
 
     def save() -> None:
         partial = checkpoint.with_suffix(".partial")
-        torch.save({"config": asdict(config), "texts": len(ids), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), **state}, partial)
+        torch.save({"config": asdict(config), "texts": len(ids), "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **state}, partial)
         os.replace(partial, checkpoint)
 
     began = last_save = last_log = time.perf_counter()
@@ -326,7 +326,8 @@ def stage_student(corpus: Path, shards: Path, out: Path, teacher: TeacherFacts, 
     if config.words:
         words = cut_words(tokenizer, (chosen[i] for i in train_rows), config.words, MIN_WORD_COUNT)
         initial = np.concatenate([initial, piece_means(initial, tokenizer, words)])
-        tokenizer = extend_vocabulary(tokenizer, words, out / "tokenizer.json")
+        extend_vocabulary(tokenizer, words, out / "tokenizer.json")
+        tokenizer = out / "tokenizer.json"
         log(f"{len(words):,} whole words join the vocabulary (each in at least {MIN_WORD_COUNT} training "
             f"texts; most frequent: {', '.join(words[:8])})")
     ids = tokenize(tokenizer, chosen, min(MAX_TOKENS, teacher.max_length), special=config.layers > 0)

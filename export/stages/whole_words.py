@@ -43,7 +43,7 @@ def with_whole_words(tokenizer: Any, words: Sequence[str], out: Path) -> Any:
     if out.exists():
         shutil.rmtree(out)
     tokenizer.save_pretrained(out)
-    vocab = _add_words(out / "tokenizer.json", words, out / "tokenizer.json")
+    vocab = extend_vocabulary(out / "tokenizer.json", words, out / "tokenizer.json")
     # vocab.txt is the slow tokenizer's copy of the same list: keep the two equal.
     ordered = sorted(vocab, key=vocab.__getitem__)
     (out / "vocab.txt").write_text("".join(f"{token}\n" for token in ordered), encoding="utf-8")
@@ -65,9 +65,10 @@ def grow_embeddings(model: Any, pieces_of: Any, words: Sequence[str]) -> Any:
     return model
 
 
-def _add_words(source: Path, words: Sequence[str], out: Path) -> dict[str, int]:
-    """Write ``source`` (a WordPiece tokenizer.json) to ``out`` with ``words`` appended to its vocabulary;
-    returns the new vocabulary."""
+def extend_vocabulary(source: Path, words: Sequence[str], out: Path) -> dict[str, int]:
+    """Write ``source`` (a WordPiece tokenizer.json) to ``out`` holding ``words`` whole (new ids after the
+    existing ones, in order); returns the new vocabulary. Needs only the tokenizer file, so the static
+    student's runtime reads it as it is."""
     body = json.loads(source.read_text(encoding="utf-8"))
     if body["model"]["type"] != "WordPiece":
         raise ValueError(f"whole-word tokens need a WordPiece tokenizer, not {body['model']['type']}")
@@ -90,22 +91,17 @@ def cut_words(tokenizer_path: Path, texts: Iterable[str], limit: int, min_count:
     numbers and codes read well enough piece by piece. Most frequent first, ties in alphabetical order."""
     from tokenizers import Tokenizer
 
+    from edgerec.lexical import WordSplitter  # BM25's words: the tokenizer's normaliser and pre-tokenizer
+
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     vocab = tokenizer.get_vocab(with_added_tokens=True)
-    normalise, split = tokenizer.normalizer, tokenizer.pre_tokenizer
+    split = WordSplitter(tokenizer)
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(word for word, _ in split.pre_tokenize_str(normalise.normalize_str(text) if normalise else text))
+        counts.update(split(text))
     kept = [(-count, word) for word, count in counts.items()
             if count >= min_count and word not in vocab and word.isalpha()]
     return [word for _, word in sorted(kept)[:limit]]
-
-
-def extend_vocabulary(tokenizer_path: Path, words: Sequence[str], out: Path) -> Path:
-    """``out``: a copy of WordPiece ``tokenizer_path`` that holds ``words`` whole (new ids after the existing
-    ones, in order). Needs only the tokenizer file, so the static student's runtime reads it as it is."""
-    _add_words(tokenizer_path, words, out)
-    return out
 
 
 def piece_means(rows: Any, tokenizer_path: Path, words: Sequence[str]) -> Any:
